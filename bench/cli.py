@@ -1,0 +1,58 @@
+"""The ``bench`` command line. Parses only: each subcommand lives in ``bench/commands/<name>.py``
+with ``add_parser(subparsers)`` that sets ``handler`` (args -> exit status); the work itself is
+in keyword-only library functions that tests call directly."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from bench.errors import BenchError
+
+# Explicit, ordered: one line per subcommand module under bench/commands/.
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "ls",
+    "validate",
+    "report",
+    "regress",
+    "data",
+    "score",
+    "compare",
+    "params",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"bench.commands.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"bench.commands.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except BenchError as e:
+        # One line per problem, no traceback: these are the user's to fix.
+        for line in str(e).splitlines() or ["error"]:
+            print(f"bench: error: {line}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
