@@ -165,6 +165,19 @@ def _build_from_config(config: Any, seed: int) -> torch.nn.Module:
     return AutoModelForCausalLM.from_config(config)
 
 
+def fingerprint(name: str, *, seed: int = 0) -> str:
+    """What identifies the weights behind ``name``, computed without loading them."""
+    if name in TINY:
+        return f"{name}:seed={seed}"
+    if name == EMBEDDED:
+        return f"{EMBEDDED}:gguf={_file_sha256(embedded_gguf_path())}"
+    path = Path(name)
+    if path.is_dir():
+        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+        return f"{path.name}@" + ",".join(_file_sha256(w) for w in weights)
+    return name  # a hub id: its revision is part of the suite's model name (id@rev) if pinned
+
+
 def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> LoadedModel:
     """Load ``name`` (see module docstring) in float32 on the CPU, in eval mode."""
     if name in TINY:
@@ -206,14 +219,39 @@ def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
     return model, tok, fp
 
 
+_HUB_REACHABLE: bool | None = None
+
+
+def hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether huggingface.co answers on port 443 (checked once per process)."""
+    global _HUB_REACHABLE
+    if _HUB_REACHABLE is None:
+        import socket
+
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+            _HUB_REACHABLE = False
+        else:
+            try:
+                socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+                _HUB_REACHABLE = True
+            except OSError:
+                _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    repo, _, rev = name.partition("@")  # "gpt2-medium@<commit>" pins a hub revision
+    kw: dict[str, Any] = {"revision": rev} if rev else {}
+    if not Path(repo).is_dir() and not hub_reachable():
+        # huggingface_hub retries for ~30 s before giving up; fail fast from the local cache.
+        kw["local_files_only"] = True
     try:
-        config = AutoConfig.from_pretrained(name)
-        tok = AutoTokenizer.from_pretrained(name)
+        config = AutoConfig.from_pretrained(repo, **kw)
+        tok = AutoTokenizer.from_pretrained(repo, **kw)
         cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
-        model = cls.from_pretrained(name, dtype=torch.float32)
+        model = cls.from_pretrained(repo, dtype=torch.float32, **kw)
     except (OSError, ValueError) as e:
         raise ModelUnavailableError(
             f"model {name!r} cannot be loaded (no Hugging Face hub access and no local copy: "
@@ -221,12 +259,7 @@ def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
             f"(`huggingface-cli download {name} --local-dir DIR`) and put `model: DIR` in the "
             "suite, or use the embedded model `smollm2-135m`"
         ) from None
-    revision = getattr(config, "_commit_hash", None) or "local"
-    path = Path(name)
-    if path.is_dir():
-        weights = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
-        revision = ",".join(_file_sha256(w) for w in weights) or revision
-    return model, tok, f"{name}@{revision}"
+    return model, tok, fingerprint(name)
 
 
 def _load_from_config(name: str, seed: int) -> tuple[torch.nn.Module, Any, str]:

@@ -1,0 +1,227 @@
+"""Frozen, validated configuration: training, decoding, data selection, and the resolved run.
+
+``from_mapping`` builds any of these dataclasses from YAML data, collecting every problem
+(unknown key with did-you-mean, wrong type, value out of range) instead of stopping at the
+first, so a suite reports all its mistakes at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, Union
+
+from bench import SCHEMA_VERSION
+from bench.errors import did_you_mean
+from bench.identity import digest
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The shared training loop's settings (AdamW, linear schedule, no weight decay: Table 6)."""
+
+    epochs: float = 10
+    max_steps: int | None = None  # overrides epochs when set (the low-data protocol)
+    lr: float = 5e-5
+    batch_size: int = 5
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    # The authors' loss is the per-sequence sum of token losses, averaged over the batch.
+    loss: Literal["sequence_sum", "token_mean"] = "sequence_sum"
+    max_source_tokens: int = 512
+    max_target_tokens: int = 128
+    early_stopping: bool = False  # on dev loss, where the run has a dev split (low-data)
+    eval_every: int = 50  # steps between dev-loss checks when early_stopping
+    checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = never
+
+    def check(self) -> list[str]:
+        problems = []
+        for name in ("lr", "batch_size", "grad_accum"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.epochs <= 0 and self.max_steps is None:
+            problems.append(f"epochs must be > 0, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            problems.append(f"max_steps must be > 0, got {self.max_steps}")
+        return problems
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """The shared decoding function's settings (beam search; beam_size 1 is greedy)."""
+
+    beam_size: int = 5
+    max_new_tokens: int = 100
+    length_penalty: float = 1.0
+    block_newline: bool = True  # the authors blocked newline tokens in table-to-text
+    batch_size: int = 16  # sources per generate call; does not change the output
+
+    def check(self) -> list[str]:
+        problems = []
+        if self.beam_size < 1:
+            problems.append(f"beam_size must be >= 1, got {self.beam_size}")
+        if self.max_new_tokens < 1:
+            problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        return problems
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which examples a run trains and is scored on."""
+
+    name: str
+    version: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    train_split: str = "train"
+    eval_splits: tuple[str, ...] = ("test",)
+    train_size: int | None = None  # None = the whole split
+    subset: int = 0  # index of the sampled subset (low-data: 5 per size)
+    dev_fraction: float = 0.3  # dev split for early stopping, as a fraction of train_size
+    nested_subsets: bool = False
+    train_filter: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    eval_filter: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    max_eval_sources: int | None = None  # cap on scored sources, recorded with the results
+    metrics: Mapping[str, str] = field(default_factory=dict)  # column -> metric id
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One fully resolved run: the unit that is trained, decoded, scored and cached."""
+
+    suite: str
+    model: str
+    model_fingerprint: str
+    method: str
+    method_label: str
+    method_version: str
+    method_config: Mapping[str, Any]
+    data: DataSpec
+    seed: int
+    train: TrainConfig
+    decode: DecodeConfig
+    metric_versions: Mapping[str, str]  # metric id -> VERSION
+    tolerances: Mapping[str, float] = field(default_factory=dict)
+
+    def train_identity(self) -> dict[str, Any]:
+        d = self.data
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model_fingerprint,
+            "method": {"name": self.method, "version": self.method_version, "config": dict(self.method_config)},
+            "data": {
+                "name": d.name,
+                "version": d.version,
+                "options": dict(d.options),
+                "train_split": d.train_split,
+                "train_size": d.train_size,
+                "subset": d.subset,
+                "dev_fraction": d.dev_fraction if d.train_size else None,
+                "nested_subsets": d.nested_subsets if d.train_size else None,
+                "train_filter": {k: list(v) for k, v in d.train_filter.items()},
+            },
+            "seed": self.seed,
+            "train": dataclasses.asdict(self.train) | {"checkpoint_every": None},
+        }
+
+    @property
+    def train_key(self) -> str:
+        return digest(self.train_identity())
+
+    @property
+    def decode_key(self) -> str:
+        d = self.data
+        return digest(
+            {
+                "train_key": self.train_key,
+                "decode": dataclasses.asdict(self.decode) | {"batch_size": None},
+                "eval_splits": list(d.eval_splits),
+                "eval_filter": {k: list(v) for k, v in d.eval_filter.items()},
+                "max_eval_sources": d.max_eval_sources,
+            }
+        )
+
+    @property
+    def score_key(self) -> str:
+        return digest({"decode_key": self.decode_key, "metrics": dict(self.metric_versions), "columns": dict(self.data.metrics)})
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["train_key"] = self.train_key
+        out["decode_key"] = self.decode_key
+        out["score_key"] = self.score_key
+        return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _type_ok(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin in (tuple, list) or tp in (tuple, list):
+        return isinstance(value, (list, tuple))
+    if origin in (dict, Mapping) or tp in (dict, Mapping) or origin is typing.get_origin(Mapping[str, int]):
+        return isinstance(value, Mapping)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return str(tp).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, problems: list[str]) -> T | None:
+    """Build the frozen dataclass ``cls`` from ``data``; append problems (prefixed by ``where``)."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    ok = True
+    for key in data:
+        if key not in names:
+            problems.append(f"{where}: unknown key {key!r}{did_you_mean(str(key), names)}")
+            ok = False
+    for key in names:
+        if key in data and not _type_ok(data[key], hints[key]):
+            problems.append(f"{where}.{key}: expected {_type_name(hints[key])}, got {data[key]!r}")
+            ok = False
+    if not ok:
+        return None
+    values = {k: (float(v) if hints[k] is float and isinstance(v, int) else v) for k, v in data.items()}
+    for k, v in list(values.items()):
+        if isinstance(v, list):
+            values[k] = tuple(v)
+    obj = cls(**values)
+    check = getattr(obj, "check", None)
+    if check is not None:
+        for p in check():
+            problems.append(f"{where}: {p}")
+    return obj
+
+
+def merged(base: Any, overrides: Mapping[str, Any] | None, where: str, problems: list[str]) -> Any:
+    """``base`` (a frozen dataclass) with ``overrides`` applied and validated."""
+    if not overrides:
+        return base
+    data = dataclasses.asdict(base) | dict(overrides)
+    return from_mapping(type(base), data, where, problems)

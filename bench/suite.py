@@ -1,0 +1,450 @@
+"""Load and validate a YAML suite, and expand it into resolved ``RunSpec``s in stable order.
+
+A suite holds names and numbers only (never code or import paths)::
+
+    name: quickstart
+    model: smollm2-135m            # or a list: the grid's model axis
+    seeds: [0]
+    train: {epochs: 5, lr: 5.0e-5, batch_size: 5}     # defaults for every run
+    decode: {beam_size: 5, max_new_tokens: 100}
+    datasets:
+      - name: e2e
+        eval_splits: [test]
+        train_sizes: [50, 100]     # data-scarce subsets (omit for the full split)
+        subsets: 5                 # sampled subsets per size
+    methods:
+      - label: prefix              # the row name in reports
+        method: prefix             # a registered method
+        config: {length: 5, mlp_width: 512}
+        train: {lr: 8.0e-5}
+        sweep: {length: [1, 5, 10]}   # one variant per value (config or train.X / decode.X)
+    overrides:                      # per (method label, dataset) settings, e.g. Table 6
+      - match: {method: prefix, dataset: webnlg}
+        train: {lr: 5.0e-5}
+    tolerances: {bleu: 1.0}         # for `bench regress`
+
+The expansion order is models x datasets x train sizes x subsets x methods x seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.config import DataSpec, DecodeConfig, RunSpec, TrainConfig, from_mapping, merged
+from bench.errors import BenchError, ConfigError, did_you_mean
+
+SUITE_KEYS = (
+    "name", "description", "model", "seeds", "train", "decode", "datasets", "methods",
+    "overrides", "tolerances",
+)
+DATASET_KEYS = (
+    "name", "options", "train_split", "eval_splits", "train_sizes", "subsets", "dev_fraction",
+    "nested_subsets", "train_filter", "eval_filter", "extrapolation", "max_eval_sources",
+    "metrics", "train", "decode",
+)
+METHOD_KEYS = ("label", "method", "config", "train", "decode", "sweep")
+OVERRIDE_KEYS = ("match", "train", "decode")
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method row of the suite after sweeps are expanded."""
+
+    label: str
+    method: str
+    config: Mapping[str, Any]
+    train: Mapping[str, Any] = field(default_factory=dict)
+    decode: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    options: Mapping[str, Any]
+    train_split: str
+    eval_splits: tuple[str, ...]
+    train_sizes: tuple[int | None, ...]
+    subsets: int
+    dev_fraction: float
+    nested_subsets: bool
+    train_filter: Mapping[str, tuple[str, ...]]
+    eval_filter: Mapping[str, tuple[str, ...]]
+    max_eval_sources: int | None
+    metrics: Mapping[str, str]
+    train: Mapping[str, Any]
+    decode: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str
+    models: tuple[str, ...]
+    seeds: tuple[int, ...]
+    train: TrainConfig
+    decode: DecodeConfig
+    datasets: tuple[DatasetEntry, ...]
+    methods: tuple[MethodEntry, ...]
+    overrides: tuple[Mapping[str, Any], ...]
+    tolerances: Mapping[str, float]
+
+    @property
+    def model(self) -> str:
+        return self.models[0]
+
+    def method_entries(self) -> list[MethodEntry]:
+        return list(self.methods)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _unknown(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, problems: list[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            problems.append(f"{where}: unknown key {key!r}{did_you_mean(str(key), allowed)}")
+
+
+def _as_filter(value: Any, where: str, problems: list[str]) -> dict[str, tuple[str, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{where}: expected a mapping field -> [values], got {value!r}")
+        return {}
+    out = {}
+    for k, v in value.items():
+        vals = v if isinstance(v, list) else [v]
+        out[str(k)] = tuple(str(x) for x in vals)
+    return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Parse and validate ``path``; every problem is collected into one ConfigError."""
+    path = Path(path)
+    if not path.exists():
+        raise BenchError(f"suite file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise BenchError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, Mapping):
+        raise BenchError(f"{path}: a suite is a mapping with keys {', '.join(SUITE_KEYS)}")
+    problems: list[str] = []
+    suite = _parse(raw, path, problems)
+    if problems:
+        raise ConfigError([f"{path}: {p}" for p in problems])
+    assert suite is not None
+    return suite
+
+
+def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | None:
+    from bench.registry import DATASETS, METHODS
+
+    _unknown(raw, SUITE_KEYS, "suite", problems)
+    models = raw.get("model")
+    if isinstance(models, str):
+        models = [models]
+    if not models or not all(isinstance(m, str) for m in models):
+        problems.append("model: required, a model name or a list of names (e.g. smollm2-135m)")
+        models = []
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or not seeds:
+        problems.append(f"seeds: expected a non-empty list of integers, got {seeds!r}")
+        seeds = [0]
+    train = from_mapping(TrainConfig, raw.get("train"), "train", problems) or TrainConfig()
+    decode = from_mapping(DecodeConfig, raw.get("decode"), "decode", problems) or DecodeConfig()
+
+    datasets = []
+    for i, d in enumerate(raw.get("datasets") or []):
+        entry = _parse_dataset(d, f"datasets[{i}]", problems, DATASETS)
+        if entry is not None:
+            datasets.append(entry)
+    if not raw.get("datasets"):
+        problems.append("datasets: required, a non-empty list")
+
+    methods: list[MethodEntry] = []
+    for i, m in enumerate(raw.get("methods") or []):
+        methods.extend(_parse_method(m, f"methods[{i}]", problems, METHODS, train, decode))
+    if not raw.get("methods"):
+        problems.append("methods: required, a non-empty list")
+    labels = [m.label for m in methods]
+    for dup in sorted({x for x in labels if labels.count(x) > 1}):
+        problems.append(f"methods: label {dup!r} is used twice; give each row its own label")
+
+    overrides = []
+    for i, o in enumerate(raw.get("overrides") or []):
+        where = f"overrides[{i}]"
+        if not isinstance(o, Mapping):
+            problems.append(f"{where}: expected a mapping with match/train/decode")
+            continue
+        _unknown(o, OVERRIDE_KEYS, where, problems)
+        match = o.get("match") or {}
+        if not isinstance(match, Mapping):
+            problems.append(f"{where}.match: expected a mapping with method and/or dataset")
+            continue
+        _unknown(match, ("method", "dataset", "model"), f"{where}.match", problems)
+        if "method" in match and match["method"] not in labels:
+            problems.append(f"{where}.match.method: no method row labelled {match['method']!r}{did_you_mean(str(match['method']), labels)}")
+        names = [d.name for d in datasets]
+        if "dataset" in match and match["dataset"] not in names:
+            problems.append(f"{where}.match.dataset: no dataset {match['dataset']!r} in the suite{did_you_mean(str(match['dataset']), names)}")
+        merged(train, o.get("train"), f"{where}.train", problems)
+        merged(decode, o.get("decode"), f"{where}.decode", problems)
+        overrides.append(dict(o))
+
+    tolerances = raw.get("tolerances") or {}
+    if not isinstance(tolerances, Mapping) or not all(isinstance(v, (int, float)) for v in tolerances.values()):
+        problems.append(f"tolerances: expected a mapping metric -> number, got {tolerances!r}")
+        tolerances = {}
+    if problems:
+        return None
+    return Suite(
+        name=str(raw.get("name") or path.stem),
+        path=path,
+        description=str(raw.get("description") or ""),
+        models=tuple(models),
+        seeds=tuple(seeds),
+        train=train,
+        decode=decode,
+        datasets=tuple(datasets),
+        methods=tuple(methods),
+        overrides=tuple(overrides),
+        tolerances={str(k): float(v) for k, v in tolerances.items()},
+    )
+
+
+def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> DatasetEntry | None:
+    if isinstance(d, str):
+        d = {"name": d}
+    if not isinstance(d, Mapping) or "name" not in d:
+        problems.append(f"{where}: expected a mapping with at least `name`")
+        return None
+    _unknown(d, DATASET_KEYS, where, problems)
+    name = str(d["name"])
+    if name not in registry:
+        problems.append(f"{where}.name: unknown dataset {name!r}{did_you_mean(name, registry.names())}")
+        return None
+    builder = registry.get(name)
+    options = dict(getattr(builder, "options", {}) or {})
+    user_options = d.get("options") or {}
+    if not isinstance(user_options, Mapping):
+        problems.append(f"{where}.options: expected a mapping")
+        user_options = {}
+    for k, v in user_options.items():
+        if k not in options:
+            problems.append(f"{where}.options: unknown option {k!r} for {name}{did_you_mean(str(k), options)}")
+        else:
+            options[k] = v
+    splits = tuple(getattr(builder, "splits", ()))
+    train_split = str(d.get("train_split", "train"))
+    eval_splits = d.get("eval_splits", ["test"])
+    if isinstance(eval_splits, str):
+        eval_splits = [eval_splits]
+    for s in [train_split, *eval_splits]:
+        if splits and s not in splits:
+            problems.append(f"{where}: unknown split {s!r} of {name}{did_you_mean(str(s), splits)}")
+    sizes = d.get("train_sizes", [None])
+    if not isinstance(sizes, list) or not all(s is None or (isinstance(s, int) and s > 0) for s in sizes):
+        problems.append(f"{where}.train_sizes: expected a list of positive integers (or null for the full split), got {sizes!r}")
+        sizes = [None]
+    subsets = d.get("subsets", 1)
+    if not isinstance(subsets, int) or subsets < 1:
+        problems.append(f"{where}.subsets: expected a positive integer, got {subsets!r}")
+        subsets = 1
+    dev_fraction = d.get("dev_fraction", 0.3)
+    if not isinstance(dev_fraction, (int, float)) or not 0 <= dev_fraction < 1:
+        problems.append(f"{where}.dev_fraction: expected a number in [0, 1), got {dev_fraction!r}")
+        dev_fraction = 0.3
+    train_filter = _as_filter(d.get("train_filter"), f"{where}.train_filter", problems)
+    eval_filter = _as_filter(d.get("eval_filter"), f"{where}.eval_filter", problems)
+    if d.get("extrapolation"):
+        preset = _extrapolation_preset(name, str(d["extrapolation"]), f"{where}.extrapolation", problems)
+        if preset:
+            train_filter = {**preset.get("train", {}), **train_filter}
+            eval_filter = {**preset.get("eval", {}), **eval_filter}
+    max_eval = d.get("max_eval_sources")
+    if max_eval is not None and (not isinstance(max_eval, int) or max_eval < 1):
+        problems.append(f"{where}.max_eval_sources: expected a positive integer or null, got {max_eval!r}")
+        max_eval = None
+    metrics = dict(getattr(builder, "metrics", {}) or {})
+    if d.get("metrics") is not None:
+        if not isinstance(d["metrics"], Mapping):
+            problems.append(f"{where}.metrics: expected a mapping column -> metric id")
+        else:
+            metrics = {str(k): str(v) for k, v in d["metrics"].items()}
+    from bench.registry import METRICS
+
+    for col, mid in metrics.items():
+        if mid not in METRICS:
+            problems.append(f"{where}.metrics.{col}: unknown metric {mid!r}{did_you_mean(mid, METRICS.names())}")
+    train_over = d.get("train") or {}
+    merged(TrainConfig(), train_over, f"{where}.train", problems)
+    decode_over = d.get("decode") or {}
+    merged(DecodeConfig(), decode_over, f"{where}.decode", problems)
+    return DatasetEntry(
+        name=name,
+        options=options,
+        train_split=train_split,
+        eval_splits=tuple(str(s) for s in eval_splits),
+        train_sizes=tuple(sizes),
+        subsets=subsets,
+        dev_fraction=float(dev_fraction),
+        nested_subsets=bool(d.get("nested_subsets", False)),
+        train_filter=train_filter,
+        eval_filter=eval_filter,
+        max_eval_sources=max_eval,
+        metrics=metrics,
+        train=dict(train_over),
+        decode=dict(decode_over),
+    )
+
+
+def _extrapolation_preset(dataset: str, name: str, where: str, problems: list[str]) -> Mapping[str, Any] | None:
+    try:
+        from bench.splits import EXTRAPOLATION_PRESETS
+    except ImportError:
+        problems.append(f"{where}: extrapolation presets are not available in this installation")
+        return None
+    presets = EXTRAPOLATION_PRESETS.get(dataset, {})
+    if name not in presets:
+        problems.append(f"{where}: unknown extrapolation split {name!r} for {dataset}{did_you_mean(name, presets)}")
+        return None
+    preset = presets[name]
+    return {k: {f: tuple(v) for f, v in preset.get(k, {}).items()} for k in ("train", "eval")}
+
+
+def _parse_method(
+    m: Any, where: str, problems: list[str], registry: Any, train: TrainConfig, decode: DecodeConfig
+) -> list[MethodEntry]:
+    if not isinstance(m, Mapping) or "method" not in m:
+        problems.append(f"{where}: expected a mapping with at least `method` (one of {', '.join(registry.names())})")
+        return []
+    _unknown(m, METHOD_KEYS, where, problems)
+    name = str(m["method"])
+    if name not in registry:
+        problems.append(f"{where}.method: unknown method {name!r}{did_you_mean(name, registry.names())}")
+        return []
+    label = str(m.get("label") or name)
+    config = dict(m.get("config") or {})
+    sweep = m.get("sweep") or {}
+    if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+        problems.append(f"{where}.sweep: expected a mapping key -> non-empty list of values")
+        sweep = {}
+    variants = []
+    keys = list(sweep)
+    for values in itertools.product(*(sweep[k] for k in keys)) if keys else [()]:
+        cfg, tr, de = dict(config), dict(m.get("train") or {}), dict(m.get("decode") or {})
+        for k, v in zip(keys, values):
+            if k.startswith("train."):
+                tr[k[6:]] = v
+            elif k.startswith("decode."):
+                de[k[7:]] = v
+            else:
+                cfg[k] = v
+        suffix = ",".join(f"{k}={v}" for k, v in zip(keys, values))
+        vlabel = f"{label}[{suffix}]" if suffix else label
+        resolved = resolve_method_config(name, cfg, f"{where}.config" + (f"[{suffix}]" if suffix else ""), problems)
+        merged(train, tr, f"{where}.train", problems)
+        merged(decode, de, f"{where}.decode", problems)
+        if resolved is not None:
+            variants.append(MethodEntry(vlabel, name, resolved, tr, de))
+    return variants
+
+
+def resolve_method_config(name: str, config: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any] | None:
+    """Validate ``config`` against the method's Config dataclass; return it with defaults."""
+    from bench.registry import METHODS
+
+    cls = getattr(METHODS.get(name), "Config", None)
+    if cls is None:
+        return dict(config)
+    try:
+        obj = from_mapping(cls, config, where, problems)
+    except (BenchError, ValueError, TypeError) as e:
+        problems.append(f"{where}: {e}")
+        return None
+    return dataclasses.asdict(obj) if obj is not None else None
+
+
+# ----------------------------------------------------------------------------- expansion
+
+
+def _matches(match: Mapping[str, Any], label: str, dataset: str, model: str) -> bool:
+    return (
+        match.get("method", label) == label
+        and match.get("dataset", dataset) == dataset
+        and match.get("model", model) == model
+    )
+
+
+def expand(suite: Suite) -> list[RunSpec]:
+    """Every run of the suite, fully resolved, in stable order."""
+    from bench.models import fingerprint
+    from bench.registry import DATASETS, METHODS, METRICS
+
+    problems: list[str] = []
+    specs: list[RunSpec] = []
+    for model in suite.models:
+        fp = fingerprint(model)
+        for d in suite.datasets:
+            builder = DATASETS.get(d.name)
+            metric_versions = {mid: str(METRICS.get(mid).VERSION) for mid in sorted(set(d.metrics.values()))}
+            for size, subset in itertools.product(d.train_sizes, range(d.subsets if any(d.train_sizes) else 1)):
+                data = DataSpec(
+                    name=d.name,
+                    version=str(builder.VERSION),
+                    options=dict(d.options),
+                    train_split=d.train_split,
+                    eval_splits=d.eval_splits,
+                    train_size=size,
+                    subset=subset if size else 0,
+                    dev_fraction=d.dev_fraction,
+                    nested_subsets=d.nested_subsets,
+                    train_filter=d.train_filter,
+                    eval_filter=d.eval_filter,
+                    max_eval_sources=d.max_eval_sources,
+                    metrics=dict(d.metrics),
+                )
+                for m in suite.methods:
+                    train = merged(suite.train, d.train, "train", problems)
+                    train = merged(train, m.train, "train", problems)
+                    decode = merged(suite.decode, d.decode, "decode", problems)
+                    decode = merged(decode, m.decode, "decode", problems)
+                    base_label = m.label.split("[")[0]
+                    for o in suite.overrides:
+                        if _matches(o.get("match") or {}, base_label, d.name, model) or _matches(
+                            o.get("match") or {}, m.label, d.name, model
+                        ):
+                            train = merged(train, o.get("train"), "override", problems)
+                            decode = merged(decode, o.get("decode"), "override", problems)
+                    for seed in suite.seeds:
+                        specs.append(
+                            RunSpec(
+                                suite=suite.name,
+                                model=model,
+                                model_fingerprint=fp,
+                                method=m.method,
+                                method_label=m.label,
+                                method_version=str(METHODS.get(m.method).VERSION),
+                                method_config=dict(m.config),
+                                data=data,
+                                seed=seed,
+                                train=train,
+                                decode=decode,
+                                metric_versions=metric_versions,
+                                tolerances=dict(suite.tolerances),
+                            )
+                        )
+    if problems:
+        raise ConfigError([f"{suite.path}: {p}" for p in problems])
+    return specs
