@@ -2,3 +2,4 @@
 
 Each import below registers one dataset; add a dataset by writing one file and one line here.
 """
+from bench.datasets import synthetic_e2e  # noqa: F401
