@@ -1,0 +1,87 @@
+"""`bench run SUITE`: train, decode and score every run of a suite that is not cached."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench.runner import RunOutcome
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a suite (cached runs are skipped)")
+    p.add_argument("suite", help="a suite YAML file, e.g. suites/quickstart.yaml")
+    p.add_argument("--results", default="results", help="results directory (default: results/)")
+    p.add_argument("--data-dir", default=None, help="folder of the official data files (or env BENCH_DATA_DIR)")
+    p.add_argument("--force", action="store_true", help="redo runs even when cached")
+    p.add_argument("--retry-failed", action="store_true", help="retry runs recorded as failed")
+    p.add_argument("--only", nargs="+", default=None, metavar="LABEL", help="only these method labels")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--backend", default="local", choices=["local", "dask"], help="local processes or a Dask cluster")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    outcomes = run_suite(suite=Path(args.suite), results=Path(args.results), data_dir=args.data_dir,
+                         force=args.force, retry_failed=args.retry_failed, only=args.only, jobs=args.jobs,
+                         backend=args.backend, scheduler=args.scheduler, quiet=args.quiet)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | None = None, force: bool = False,
+              retry_failed: bool = False, only: list[str] | None = None, jobs: int = 1, backend: str = "local",
+              scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
+    """Validate the whole suite first (nothing under results/ is touched on error), then run."""
+    from bench.errors import BenchError
+    from bench.execute import execute
+    from bench.runner import cache_state, check_results_writable
+    from bench.suite import expand, load_suite
+
+    t0 = time.perf_counter()
+    s = load_suite(suite)
+    specs = expand(s)
+    if only:
+        labels = {sp.method_label for sp in specs}
+        unknown = [x for x in only if x not in labels and not any(lb.startswith(x + "[") for lb in labels)]
+        if unknown:
+            raise BenchError(f"--only: no method labelled {unknown[0]!r} in {suite} (labels: {', '.join(sorted(labels))})")
+        specs = [sp for sp in specs if sp.method_label in only or sp.method_label.split("[")[0] in only]
+    check_results_writable(results)
+    todo, skipped = [], []
+    for sp in specs:
+        state = "new" if force else cache_state(sp, results)
+        if state == "scored":
+            skipped.append(RunOutcome(sp.train_key, sp.method_label, "cached"))
+        elif state == "failed" and not retry_failed:
+            skipped.append(RunOutcome(sp.train_key, sp.method_label, "failed",
+                                      error="failed earlier (see `bench ls --failed`; --retry-failed retries)"))
+        else:
+            todo.append(sp)
+
+    def report(o: RunOutcome) -> None:
+        line = f"[{o.status}] {o.label} {o.train_key}"
+        if o.seconds:
+            line += f" {o.seconds:.1f}s"
+        if o.summary:
+            line += f" {o.summary}"
+        if o.error:
+            line += f" ({o.error})"
+        print(line, file=sys.stderr)
+
+    if not quiet:
+        print(f"bench: {s.name}: {len(specs)} runs, {len(skipped)} cached or failed before, {len(todo)} to do",
+              file=sys.stderr)
+    done = execute(todo, results=results, data_dir=data_dir, jobs=jobs, backend=backend, scheduler=scheduler,
+                   force=force, progress=not quiet, on_outcome=report)
+    outcomes = skipped + done
+    for o in skipped:
+        if o.status == "failed":
+            report(o)
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed")}
+    print(f"bench: {s.name}: {len(outcomes)} runs: {counts['done']} done, {counts['cached']} cached, "
+          f"{counts['failed']} failed ({time.perf_counter() - t0:.1f}s); results in {results}", file=sys.stderr)
+    return outcomes
