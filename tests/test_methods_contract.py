@@ -1,0 +1,365 @@
+"""The method contract, for every registered method on tiny GPT-2, Llama and BART.
+
+For each (method, model): the trained and stored counts equal an expected count computed
+here from the model's configuration (closed forms per method, not a re-sum of the
+method's own parameters); one AdamW step moves only the method's parameters; the stored
+state, through a safetensors file into a fresh wrapper, gives identical logits; greedy
+``generate`` agrees with the forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bench.errors import BenchError
+from bench.models import load_model
+from bench.registry import METHODS
+
+MODELS = ("tiny-gpt2", "tiny-llama", "tiny-bart")
+
+# Configs under test per method (default: the method's defaults). Tiny models have two
+# decoder blocks, so top-k uses k=1 to tell "top blocks" from "all blocks".
+CASES: dict[str, list[dict[str, Any]]] = {
+    "top_k": [{"k": 1}, {"k": 1, "train_embeddings": True}],
+    "adapter": [{"bottleneck": 3}, {"design": "houlsby", "bottleneck": 3}],
+    "lora": [{}, {"r": 2, "target_modules": ["v_proj"]}],
+}
+# (method, config index) -> models it does not apply to (GPT-2 has no v_proj).
+NOT_FOR = {("lora", 1): {"tiny-gpt2"}}
+
+
+# --------------------------------------------------------------- closed-form counts
+
+
+def _dims(c: Any) -> dict[str, int]:
+    """Sizes of a tiny model, read from its HF config."""
+    if c.model_type == "gpt2":
+        return {
+            "d": c.n_embd,
+            "L": c.n_layer,
+            "V": c.vocab_size,
+            "P": c.n_positions,
+            "F": c.n_inner or 4 * c.n_embd,
+        }
+    if c.model_type == "llama":
+        hd = c.hidden_size // c.num_attention_heads
+        return {
+            "d": c.hidden_size,
+            "L": c.num_hidden_layers,
+            "V": c.vocab_size,
+            "F": c.intermediate_size,
+            "kv": c.num_key_value_heads * hd,
+            "tied": int(c.tie_word_embeddings),
+        }
+    return {
+        "d": c.d_model,
+        "Le": c.encoder_layers,
+        "L": c.decoder_layers,
+        "V": c.vocab_size,
+        "P": c.max_position_embeddings,
+        "F": c.decoder_ffn_dim,
+    }
+
+
+def _gpt2_block(d: int, F: int) -> int:
+    # ln_1, c_attn (d -> 3d), c_proj, ln_2, c_fc, mlp c_proj; all with biases
+    return 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * F + F) + (F * d + d)
+
+
+def _llama_block(d: int, F: int, kv: int) -> int:
+    # q, k, v, o without biases; gate/up/down; two RMSNorms
+    return d * d + 2 * d * kv + d * d + 3 * d * F + 2 * d
+
+
+def _bart_encoder_block(d: int, F: int) -> int:
+    return 4 * (d * d + d) + 2 * d + (d * F + F) + (F * d + d) + 2 * d
+
+
+def _bart_decoder_block(d: int, F: int) -> int:
+    return _bart_encoder_block(d, F) + 4 * (d * d + d) + 2 * d  # + cross-attention and its norm
+
+
+def total_params(c: Any) -> int:
+    """Every parameter of the base model, from the architecture's formula."""
+    k = _dims(c)
+    d = k["d"]
+    if c.model_type == "gpt2":  # wte (tied to lm_head), wpe, blocks, ln_f
+        return k["V"] * d + k["P"] * d + k["L"] * _gpt2_block(d, k["F"]) + 2 * d
+    if c.model_type == "llama":  # embeddings, lm_head unless tied, blocks, final norm
+        return k["V"] * d * (2 - k["tied"]) + k["L"] * _llama_block(d, k["F"], k["kv"]) + d
+    # shared embeddings (tied), two learned position tables (offset 2), two embedding norms
+    return (
+        k["V"] * d
+        + 2 * (k["P"] + 2) * d
+        + 2 * 2 * d
+        + k["Le"] * _bart_encoder_block(d, k["F"])
+        + k["L"] * _bart_decoder_block(d, k["F"])
+    )
+
+
+def expect_full(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    n = total_params(c)
+    return n, n
+
+
+def expect_top_k(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    k, d = _dims(c), _dims(c)["d"]
+    top = cfg.get("k", 2)
+    if c.model_type == "gpt2":
+        n = top * _gpt2_block(d, k["F"]) + 2 * d
+    elif c.model_type == "llama":
+        n = top * _llama_block(d, k["F"], k["kv"]) + d
+    else:  # BART: decoder blocks only, no separate final norm
+        n = top * _bart_decoder_block(d, k["F"])
+    if cfg.get("train_embeddings"):
+        n += k["V"] * d
+    return n, n
+
+
+def expect_adapter(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    k, d, b = _dims(c), _dims(c)["d"], cfg["bottleneck"]
+    blocks = k["L"] + k.get("Le", 0)
+    if cfg.get("design", "lin") == "lin":  # LayerNorm(d), Linear(d, b), Linear(b, d)
+        n = blocks * (2 * d + (d * b + b) + (b * d + d))
+    else:  # two norm-free adapters per block
+        n = blocks * 2 * ((d * b + b) + (b * d + d))
+    return n, n
+
+
+def expect_lora(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    k, d, r = _dims(c), _dims(c)["d"], cfg.get("r", 4)
+    targets = cfg.get("target_modules")
+    if c.model_type == "gpt2":  # c_attn: d -> 3d; A is r x d, B is 3d x r
+        n = k["L"] * r * (d + 3 * d)
+    elif c.model_type == "llama":
+        per = {"q_proj": r * (d + d), "v_proj": r * (d + k["kv"])}
+        n = k["L"] * sum(per[t] for t in targets or ["q_proj", "v_proj"])
+    else:  # every attention: encoder self, decoder self and cross
+        attentions = k["Le"] + 2 * k["L"]
+        n = attentions * len(targets or ["q_proj", "v_proj"]) * r * (d + d)
+    return n, n
+
+
+EXPECTED: dict[str, Callable[[Any, dict[str, Any]], tuple[int, int]]] = {
+    "full": expect_full,
+    "top_k": expect_top_k,
+    "adapter": expect_adapter,
+    "lora": expect_lora,
+}
+
+
+def _cases() -> list[Any]:
+    out = []
+    for method in METHODS.names():
+        for i, cfg in enumerate(CASES.get(method, [{}])):
+            for model in MODELS:
+                if model in NOT_FOR.get((method, i), ()):
+                    continue
+                tag = ",".join(f"{k}={v}" for k, v in cfg.items())
+                out.append(pytest.param(method, cfg, model, id=f"{method}[{tag}]-{model}"))
+    return out
+
+
+# --------------------------------------------------------------- batches
+
+
+def _tokens(tok: Any, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+PAIRS = [
+    ("name : Aromi | food : Thai", "Aromi serves Thai food."),
+    ("area : riverside", "By the river."),
+]
+
+
+def make_batch(lm: Any) -> dict[str, torch.Tensor]:
+    """The shared loop's layout: decoder-only ' src' SEP ' tgt' EOS, right-padded, labels -100
+    on source, separator and padding; BART source -> (start + target) with labels target + EOS."""
+    tok = lm.tokenizer
+    pad, eos = tok.pad_token_id, tok.eos_token_id
+    if not lm.is_encoder_decoder:
+        sep = tok.bos_token_id if tok.bos_token_id is not None else eos
+        rows, labels = [], []
+        for src, tgt in PAIRS:
+            s, t = _tokens(tok, " " + src) + [sep], _tokens(tok, " " + tgt) + [eos]
+            rows.append(s + t)
+            labels.append([-100] * len(s) + t)
+        n = max(map(len, rows))
+        return {
+            "input_ids": torch.tensor([r + [pad] * (n - len(r)) for r in rows]),
+            "attention_mask": torch.tensor([[1] * len(r) + [0] * (n - len(r)) for r in rows]),
+            "labels": torch.tensor([lab + [-100] * (n - len(lab)) for lab in labels]),
+        }
+    start = lm.model.config.decoder_start_token_id
+    srcs = [_tokens(tok, src) + [eos] for src, _ in PAIRS]
+    tgts = [_tokens(tok, tgt) + [eos] for _, tgt in PAIRS]
+    ns, nt = max(map(len, srcs)), max(map(len, tgts))
+    return {
+        "input_ids": torch.tensor([s + [pad] * (ns - len(s)) for s in srcs]),
+        "attention_mask": torch.tensor([[1] * len(s) + [0] * (ns - len(s)) for s in srcs]),
+        "decoder_input_ids": torch.tensor([[start] + t[:-1] + [pad] * (nt - len(t)) for t in tgts]),
+        "decoder_attention_mask": torch.tensor([[1] * len(t) + [0] * (nt - len(t)) for t in tgts]),
+        "labels": torch.tensor([t + [-100] * (nt - len(t)) for t in tgts]),
+    }
+
+
+def summed_target_loss(logits: torch.Tensor, labels: torch.Tensor, shift: bool) -> torch.Tensor:
+    """Sum of cross-entropies over target tokens (the authors' per-sequence sum)."""
+    if shift:  # decoder-only: position i predicts token i + 1
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+
+
+def wrap(method: str, cfg: dict[str, Any], model: str) -> tuple[Any, Any]:
+    torch.manual_seed(0)
+    lm = load_model(model, seed=0)
+    m = METHODS.get(method)()
+    return lm, m.apply(lm.model, lm.tokenizer, m.Config(**cfg))
+
+
+def logits_of(tuned: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    tuned.eval()
+    with torch.no_grad():
+        return tuned(**batch).logits
+
+
+# --------------------------------------------------------------- the contract
+
+
+@pytest.mark.parametrize("method,cfg,model", _cases())
+def test_method_contract(method: str, cfg: dict[str, Any], model: str, tmp_path: Any) -> None:
+    if method not in EXPECTED:
+        pytest.fail(
+            f"method {method!r} has no independent expected count in EXPECTED here; add one"
+        )
+    torch.manual_seed(0)
+    lm, tuned = wrap(method, cfg, model)
+    batch = make_batch(lm)
+
+    # 1. exact counts
+    trained, stored = EXPECTED[method](lm.model.config, cfg)
+    assert tuned.n_trained == trained
+    assert tuned.n_stored == stored
+
+    # 2. one AdamW step moves only the method's parameters
+    trainable = {n for n, _ in tuned.trainable_parameters()}
+    before = {n: p.detach().clone() for n, p in tuned.named_parameters()}
+    opt = torch.optim.AdamW([p for _, p in tuned.trainable_parameters()], lr=1e-2, weight_decay=0.0)
+    tuned.train()
+    loss = summed_target_loss(tuned(**batch).logits, batch["labels"], not lm.is_encoder_decoder)
+    assert torch.isfinite(loss)
+    loss.backward()
+    opt.step()
+    with_grad = 0
+    for n, p in tuned.named_parameters():
+        if n in trainable:
+            assert p.grad is not None, f"{n} is trainable but not in the graph"
+            if p.grad.abs().sum() > 0:
+                with_grad += 1
+                assert not torch.equal(p, before[n]), f"{n} had a gradient but did not move"
+        else:
+            assert torch.equal(p, before[n]), f"frozen {n} moved"
+    assert with_grad > 0
+
+    # 3. stored state -> safetensors -> fresh wrapper: identical logits
+    path = tmp_path / "trainable.safetensors"
+    save_file(tuned.stored_state(), str(path))
+    expected = logits_of(tuned, batch)
+    _, fresh = wrap(method, cfg, model)
+    assert not torch.equal(logits_of(fresh, batch), expected)  # the step changed the model
+    fresh.load_stored(load_file(str(path)))
+    assert torch.equal(logits_of(fresh, batch), expected)
+
+
+@pytest.mark.parametrize("method,cfg,model", _cases())
+def test_generate_matches_forward(method: str, cfg: dict[str, Any], model: str) -> None:
+    """Greedy decoding goes through the method: its tokens are the forward pass's argmax."""
+    lm, tuned = wrap(method, cfg, model)
+    # Move the method off its (often identity) initialisation so the check means something.
+    with torch.no_grad():
+        for _, p in tuned.trainable_parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    tuned.eval()
+    tok = lm.tokenizer
+    prompt = torch.tensor([_tokens(tok, " name : Aromi") + [tok.bos_token_id]])
+    if lm.is_encoder_decoder:
+        prompt = torch.tensor([_tokens(tok, "name : Aromi") + [tok.eos_token_id]])
+    out = tuned.generate(
+        input_ids=prompt,
+        attention_mask=torch.ones_like(prompt),
+        num_beams=1,
+        max_new_tokens=2,
+        do_sample=False,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=None,
+    )
+    with torch.no_grad():
+        if lm.is_encoder_decoder:
+            start = lm.model.config.decoder_start_token_id
+            assert out[0, 0].item() == start
+            dec = out[:, :1]
+            for _ in range(2):
+                step = tuned(
+                    input_ids=prompt, attention_mask=torch.ones_like(prompt), decoder_input_ids=dec
+                )
+                dec = torch.cat([dec, step.logits[:, -1:].argmax(-1)], dim=1)
+            assert torch.equal(out[:, :3], dec)
+        else:
+            assert torch.equal(out[:, : prompt.size(1)], prompt)  # HF layout: prompt, then new ids
+            ids = prompt
+            for _ in range(2):
+                step = tuned(input_ids=ids, attention_mask=torch.ones_like(ids))
+                ids = torch.cat([ids, step.logits[:, -1:].argmax(-1)], dim=1)
+            assert torch.equal(out, ids)
+
+
+def test_lora_names_missing_target_module() -> None:
+    with pytest.raises(BenchError, match=r"v_proj.*GPT2LMHeadModel.*c_attn"):
+        wrap("lora", {"target_modules": ["v_proj"]}, "tiny-gpt2")
+
+
+def test_unsupported_architecture_names_the_class() -> None:
+    from transformers import BertConfig, BertForMaskedLM
+
+    bert = BertForMaskedLM(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=8,
+        )
+    )
+    for method in ("full", "top_k", "adapter", "lora"):
+        m = METHODS.get(method)()
+        with pytest.raises(BenchError, match="BertForMaskedLM"):
+            m.apply(bert, None, m.Config())
+
+
+def test_top_k_larger_than_depth_is_an_error() -> None:
+    with pytest.raises(BenchError, match="k=3.*2 decoder blocks"):
+        wrap("top_k", {"k": 3}, "tiny-gpt2")
+
+
+def test_adapter_twice_on_one_model_is_an_error() -> None:
+    lm, _ = wrap("adapter", {"bottleneck": 2}, "tiny-llama")
+    m = METHODS.get("adapter")()
+    with pytest.raises(BenchError, match="already carries adapters"):
+        m.apply(lm.model, lm.tokenizer, m.Config(bottleneck=2))
+
+
+def test_fresh_adapter_is_the_identity() -> None:
+    lm = load_model("tiny-bart")
+    batch = make_batch(lm)
+    base_logits = logits_of(lm.model, batch)
+    for design in ("lin", "houlsby"):
+        _, tuned = wrap("adapter", {"design": design, "bottleneck": 4}, "tiny-bart")
+        assert torch.equal(logits_of(tuned, batch), base_logits)
