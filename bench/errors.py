@@ -31,6 +31,8 @@ class ModelUnavailableError(BenchError):
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' (did you mean "x"?)' for the closest valid name, or the valid names when none is close."""
     choices = sorted(choices)
+    if not choices:
+        return " (none is registered)"
     close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
     if close:
         return f' (did you mean "{close[0]}"?)'

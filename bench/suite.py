@@ -50,7 +50,7 @@ DATASET_KEYS = (
     "metrics", "train", "decode",
 )
 METHOD_KEYS = ("label", "method", "config", "train", "decode", "sweep")
-OVERRIDE_KEYS = ("match", "train", "decode")
+OVERRIDE_KEYS = ("match", "config", "train", "decode")
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,12 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
             problems.append(f"{where}.match.dataset: no dataset {match['dataset']!r} in the suite{did_you_mean(str(match['dataset']), names)}")
         merged(train, o.get("train"), f"{where}.train", problems)
         merged(decode, o.get("decode"), f"{where}.decode", problems)
+        if o.get("config"):
+            targets = [m for m in methods if "method" in match and m.label.split("[")[0] == match["method"]]
+            if not targets:
+                problems.append(f"{where}.config: needs match.method naming the method row whose config it changes")
+            for m in targets:
+                resolve_method_config(m.method, {**m.config, **o["config"]}, f"{where}.config", problems)
         overrides.append(dict(o))
 
     tolerances = raw.get("tolerances") or {}
@@ -416,6 +422,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                     metrics=dict(d.metrics),
                 )
                 for m in suite.methods:
+                    config = dict(m.config)
                     train = merged(suite.train, d.train, "train", problems)
                     train = merged(train, m.train, "train", problems)
                     decode = merged(suite.decode, d.decode, "decode", problems)
@@ -427,6 +434,8 @@ def expand(suite: Suite) -> list[RunSpec]:
                         ):
                             train = merged(train, o.get("train"), "override", problems)
                             decode = merged(decode, o.get("decode"), "override", problems)
+                            if o.get("config"):
+                                config = resolve_method_config(m.method, {**config, **o["config"]}, "override", problems) or config
                     for seed in suite.seeds:
                         specs.append(
                             RunSpec(
@@ -436,7 +445,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                                 method=m.method,
                                 method_label=m.label,
                                 method_version=str(METHODS.get(m.method).VERSION),
-                                method_config=dict(m.config),
+                                method_config=config,
                                 data=data,
                                 seed=seed,
                                 train=train,
