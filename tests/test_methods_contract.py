@@ -28,6 +28,9 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "top_k": [{"k": 1}, {"k": 1, "train_embeddings": True}],
     "adapter": [{"bottleneck": 3}, {"design": "houlsby", "bottleneck": 3}],
     "lora": [{}, {"r": 2, "target_modules": ["v_proj"]}],
+    "prefix": [{}, {"length": 3, "mlp_width": None}],
+    "infix": [{"length": 4, "mlp_width": 16}],
+    "embedding_only": [{}],
 }
 # (method, config index) -> models it does not apply to (GPT-2 has no v_proj).
 NOT_FOR = {("lora", 1): {"tiny-gpt2"}}
@@ -145,11 +148,50 @@ def expect_lora(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
     return n, n
 
 
+def _prefix_roles(c: Any, roles: tuple[str, ...]) -> list[tuple[int, int]]:
+    """(layers, key/value width) of each attention role that gets its own key/values."""
+    k = _dims(c)
+    if c.model_type != "bart":
+        return [(k["L"], k.get("kv", k["d"]))]
+    layers = {"encoder": k["Le"], "decoder": k["L"], "cross": k["L"]}
+    return [(layers[r], k["d"]) for r in roles]
+
+
+def _kv_method(c: Any, cfg: dict[str, Any], roles: tuple[str, ...]) -> tuple[int, int]:
+    """Prefix-style: stored L x layers x 2 x kv per role; trained P' (L x hidden) + MLP
+    Linear(hidden, k) Tanh Linear(k, layers x 2 x kv) per role, or the key/values themselves."""
+    d, length, k = _dims(c)["d"], cfg.get("length") or 10, cfg.get("mlp_width", 512)
+    trained = stored = 0
+    for layers, kv in _prefix_roles(c, roles):
+        out = layers * 2 * kv
+        stored += length * out
+        trained += length * out if k is None else length * d + (d * k + k) + (k * out + out)
+    return trained, stored
+
+
+def expect_prefix(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    # BART: encoder self-attention, decoder self-attention, decoder cross-attention
+    return _kv_method(c, cfg, ("encoder", "decoder", "cross"))
+
+
+def expect_infix(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    # BART: [x; INFIX] is the encoder's sequence: encoder self-attention and cross-attention
+    return _kv_method(c, cfg, ("encoder", "cross"))
+
+
+def expect_embedding_only(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
+    n = (cfg.get("length") or 10) * _dims(c)["d"]  # L virtual token embeddings
+    return n, n
+
+
 EXPECTED: dict[str, Callable[[Any, dict[str, Any]], tuple[int, int]]] = {
     "full": expect_full,
     "top_k": expect_top_k,
     "adapter": expect_adapter,
     "lora": expect_lora,
+    "prefix": expect_prefix,
+    "infix": expect_infix,
+    "embedding_only": expect_embedding_only,
 }
 
 
