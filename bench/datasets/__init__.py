@@ -6,3 +6,4 @@ from bench.datasets import synthetic_e2e  # noqa: F401
 from bench.datasets import webnlg  # noqa: F401
 from bench.datasets import dart  # noqa: F401
 from bench.datasets import xsum  # noqa: F401
+from bench.datasets import e2e  # noqa: F401

@@ -109,3 +109,71 @@ def linearize(pairs: MR, style: str = "official") -> str:
             for slot, value in pairs
         )
     raise ValueError(f"unknown linearization style {style!r}")
+
+
+# --------------------------------------------------------------------------- paper tokenization
+# The authors' files were made with two different tokenizers, whose rules were inferred here
+# by comparing the official CSVs with src1_valid.txt / src1_test.txt line by line. Train and
+# dev were released together before the challenge, so we assume they were tokenized alike
+# (only the dev file can be checked: src1_train.txt is not available); the test references,
+# released later, went through a tokenizer in the Penn Treebank style. Both split hyphens inside words, put spaces around
+# punctuation and collapse runs of spaces; each authors' line ends with one space, which the
+# loader strips from targets (it carries no token).
+
+_DOTS = "\x00"  # stands for one period of a "..", "..." run while single periods are handled
+
+
+def _split_final_periods(text: str) -> str:
+    """Split every word-final period off (the files show no abbreviation exception)."""
+    return " ".join(
+        f"{word[:-1]} ." if len(word) > 1 and word.endswith(".") else word for word in text.split()
+    )
+
+
+def _isolate_dot_runs(text: str) -> str:
+    # "rating.." and "low ratings...but" keep their run of periods as one token.
+    return re.sub(r"\.\.+", lambda m: f" {_DOTS * len(m.group(0))} ", text)
+
+
+def tokenize_trainval(text: str) -> str:
+    """The tokenization of the authors' dev (and, we assume, train) references.
+
+    Hyphens between word characters split (``family - friendly``, ``20 - 25``); symbols such
+    as ``£ ! ? ; : "`` become tokens; commas split unless between digits; an apostrophe
+    inside a word stays on the right part (``isn 't``, ``it 's``), elsewhere it stands
+    alone; word-final periods split, runs of periods stay together.
+    """
+    t = re.sub(r"(?<=\w)-(?=\w)", " - ", text)
+    t = re.sub(r"([^\w\s.'`,\-])", r" \1 ", t)
+    t = re.sub(r"(?<!\d),|,(?!\d)", " , ", t)
+    t = _isolate_dot_runs(t)
+    t = re.sub(r"(?<=[^A-Za-z])'(?=[^A-Za-z])", " ' ", t)
+    t = re.sub(r"(?<=[^A-Za-z0-9])'(?=[A-Za-z])", " ' ", t)
+    t = re.sub(r"(?<=[A-Za-z])'(?=[^A-Za-z])", " ' ", t)
+    t = re.sub(r"(?<=[A-Za-z])'(?=[A-Za-z])", " '", t)
+    t = re.sub(r"(?<=[0-9])'(?=s)", " '", t)
+    return _split_final_periods(t).replace(_DOTS, ".")
+
+
+def tokenize_test(text: str) -> str:
+    """The tokenization of the authors' test references (Penn Treebank style).
+
+    Hyphens split between two letters or two digits only (``5-star`` stays); ``£`` splits
+    only at the start of a word (``£ 20-£25``); clitics split as ``is n't``, ``it 's``,
+    ``you 're``; single quotes around words stand alone; periods and commas as above.
+    """
+    t = re.sub(r"(?<=[A-Za-z])-(?=[A-Za-z])|(?<=\d)-(?=\d)", " - ", text)
+    t = re.sub(r"(^|\s)£(?=\d)", r"\1£ ", t)
+    t = re.sub(r"([!?;:\"$])", r" \1 ", t)
+    t = re.sub(r"(?<!\d),|,(?!\d)", " , ", t)
+    t = _isolate_dot_runs(t)
+    t = re.sub(r"(^|\s)'(?=\w)", r"\1' ", t)  # opening quote
+    t = re.sub(r"(?<=\w)'(?=[^\w']|$)", " ' ", t)  # closing quote
+    t = re.sub(r"(?i)n't\b", " n't", t)
+    t = re.sub(r"(?i)(?<=\w)'(s|re|ll|m|ve|d)\b", r" '\1", t)
+    return _split_final_periods(t).replace(_DOTS, ".")
+
+
+def paper_reference(text: str, split: str) -> str:
+    """A reference as in the authors' files (without their trailing space)."""
+    return tokenize_test(text) if split == "test" else tokenize_trainval(text)
