@@ -197,22 +197,33 @@ def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> Loaded
 
 
 def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors.torch import load_model as st_load, save_model as st_save
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
     fp = f"{EMBEDDED}:gguf={_file_sha256(gguf)}"
-    # Dequantizing the GGUF takes ~20 s; the float32 conversion is cached as safetensors.
+    # Dequantizing the GGUF takes ~20 s; the float32 weights are cached as safetensors.
+    # (transformers refuses save_pretrained on a GGUF-loaded model, so config, tokenizer and
+    # weights are written separately.)
     converted = cache_dir() / "models" / fp.replace(":", "_").replace("=", "-")
-    if (converted / "config.json").exists():
-        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+    if (converted / "model.safetensors").exists():
+        config = AutoConfig.from_pretrained(converted)
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        st_load(model, str(converted / "model.safetensors"))
         tok = AutoTokenizer.from_pretrained(converted)
         return model, tok, fp
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config  # the weights are dequantized float32 now
+    model.hf_quantizer = None
     tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
     try:
-        model.save_pretrained(tmp)
+        tmp.mkdir(parents=True, exist_ok=True)
+        model.config.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        st_save(model, str(tmp / "model.safetensors"))
         os.replace(tmp, converted)
     except OSError:
         pass  # a read-only cache only costs the next load its 20 seconds
