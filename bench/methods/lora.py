@@ -36,7 +36,7 @@ class LoraConfig:
     LoRA's input; ``target_modules``: module names to adapt (None: the architecture's default)."""
 
     r: int = 4
-    alpha: float = 32
+    alpha: float = 32.0
     dropout: float = 0.1
     target_modules: tuple[str, ...] | None = None
 
