@@ -1,0 +1,26 @@
+"""`bench report [SUITE]`: the paper's tables and figures from cached results (never trains)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render tables and figures from cached results")
+    p.add_argument("suite", nargs="?", default=None,
+                   help="a suite YAML file; omitted: one report per suite stored in --results")
+    p.add_argument("--results", default="results", help="results directory (default: results/)")
+    p.add_argument("--out", default="reports", help="output directory (default: reports/)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from bench.report.render import report
+
+    outputs = report(results=Path(args.results), suite=Path(args.suite) if args.suite else None,
+                     out=Path(args.out))
+    for o in outputs:
+        print(f"{o.markdown} ({len(o.figures)} figure{'s' if len(o.figures) != 1 else ''})", file=sys.stderr)
+    return 0

@@ -1,0 +1,121 @@
+"""Assemble a suite's report: markdown tables into ``reports/<suite>.md``, figures beside it as
+``reports/<suite>_<stem>.png``. Reads cached results only; never trains, decodes or scores."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+from bench.report import tables
+from bench.report.data import ResultSet, collect_all, collect_suite
+from bench.report.figures import ReportFigure, build_figures
+from bench.report.reference import reference_settings
+
+
+@dataclass(frozen=True)
+class ReportOutput:
+    suite: str
+    markdown: Path
+    figures: tuple[Path, ...]
+
+
+def _counts(rs: ResultSet) -> str:
+    not_run = int((rs.missing["reason"].astype(str).str.startswith("not in the results cache")).sum()) \
+        if not rs.missing.empty else 0
+    total = len(rs.runs) + not_run
+    done = int((rs.runs["status"] == "done").sum()) if not rs.runs.empty else 0
+    return (f"Runs: {total} ({done} done, {len(rs.failed)} failed, {len(rs.missing)} missing or incomplete). "
+            "Every number is read from cached results; `bench report` never trains.")
+
+
+def _reference_line(rs: ResultSet, stats: tables.RefStats) -> str:
+    if stats.cells == 0:
+        return ""
+    if stats.matched:
+        return (f"Paper values (ACL 2021; arXiv v1 in brackets where it differs) are shown beside {stats.matched} "
+                f"of {stats.cells} cells, where model, dataset, split, method label and metric match and the run "
+                "trained on the full split; Δ = ours − paper, on the paper's scale.")
+    models, datasets = reference_settings()
+    ours_m = sorted({m for m, _ in stats.settings})
+    ours_d = sorted({d for _, d in stats.settings})
+    if not set(ours_m) & set(models) or not set(ours_d) & set(datasets):
+        why = (f"the paper reports {', '.join(models)} on {', '.join(datasets)}; "
+               f"these runs use {', '.join(ours_m)} on {', '.join(ours_d)}")
+    else:
+        why = ("no run here has a published setting (the paper's method labels such as finetune or "
+               "prefix_0.1pct, its splits, full training data)")
+    return f"No paper value is shown: {why}."
+
+
+def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files: list[str]) -> str:
+    """The report text; figures are referenced by file name (relative to the markdown file)."""
+    stats = tables.RefStats()
+    body: list[str] = []
+    scores = rs.scores
+    body += tables.main_tables(scores, rs.runs, stats=stats)
+    body += tables.extrapolation_tables(scores, rs.runs, stats=stats)
+    body += tables.table5(scores, rs.runs, stats=stats)
+    body += tables.low_data_tables(scores)
+    if figures:
+        body += ["## Figures", ""]
+        for i, (fig, name) in enumerate(zip(figures, figure_files), 1):
+            body += [f"![Figure {i}]({name})", "", f"*Figure {i}. {fig.caption}*", ""]
+    body += tables.efficiency_table(rs.runs)
+    body += tables.failed_and_missing(rs.failed, rs.missing, rs.unlisted)
+    body += tables.signatures(scores)
+    body += tables.provenance(rs.runs)
+
+    head = [f"# Report: {rs.suite}", "", _counts(rs)]
+    line = _reference_line(rs, stats)
+    if line:
+        head += ["", line]
+    if scores.empty:
+        head += ["", "No metric values are stored for this suite yet (`bench run` the suite first)."]
+    if rs.notes:
+        head += ["", "Not comparable:", *[f"- {n}" for n in rs.notes]]
+    text = "\n".join(head + [""] + body).rstrip() + "\n"
+    return text
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
+    """Write ``out/<suite>.md`` and its figures; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _safe(rs.suite)
+    figures = build_figures(rs)
+    files = [f"{stem}_{_safe(f.stem)}.png" for f in figures]
+    paths = []
+    for fig, name in zip(figures, files):
+        path = out / name
+        tmp = path.with_name(f".{name}.{os.getpid()}.tmp.png")
+        fig.figure.savefig(tmp, format="png")
+        os.replace(tmp, path)
+        paths.append(path)
+    md = out / f"{stem}.md"
+    _write_text(md, render_markdown(rs, figures, figure_files=files))
+    return ReportOutput(rs.suite, md, tuple(paths))
+
+
+def report(*, results: Path, suite: Path | None = None, out: Path = Path("reports")) -> list[ReportOutput]:
+    """``bench report``: one report for ``suite``, or one per suite name stored in ``results``."""
+    if suite is not None:
+        sets = [collect_suite(suite=suite, results=results)]
+    else:
+        if not Path(results).exists():
+            raise BenchError(f"results directory not found: {results}")
+        sets = collect_all(results=results)
+        if not sets:
+            raise BenchError(f"no runs in {results} (run a suite first: `bench run suites/quickstart.yaml`)")
+    return [write_report(rs, out=Path(out)) for rs in sets]
+
