@@ -371,3 +371,36 @@ def _following(lines: Sequence[str], i: int) -> str:
     if i == len(lines) - 1:
         return ""
     return "\n" + "\n".join(lines[i + 1 : i + 3])[:64]
+
+
+# Recent corpora, so the three COCO metrics of one scoring call tokenize once.
+_CORPUS_CACHE: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+_CORPUS_CACHE_SIZE = 8
+
+
+def _cached_batch(captions: tuple[str, ...], mode: str) -> list[str]:
+    key = (mode, captions)
+    hit = _CORPUS_CACHE.pop(key, None)
+    if hit is None:
+        hit = CocoTokenizer(mode).tokenize(captions)
+    _CORPUS_CACHE[key] = hit  # re-insert: most recent last
+    while len(_CORPUS_CACHE) > _CORPUS_CACHE_SIZE:
+        _CORPUS_CACHE.pop(next(iter(_CORPUS_CACHE)))
+    return hit
+
+
+def tokenize_corpus(
+    hypotheses: Sequence[str], references: Sequence[Sequence[str]], mode: str = "auto"
+) -> tuple[list[str], list[list[str]]]:
+    """COCO-tokenize a scored corpus as COCOEvalCap does: all references in one batch
+    (item order, then reference order), all hypotheses in another."""
+    if len(hypotheses) != len(references):
+        raise BenchError(f"{len(hypotheses)} hypotheses but {len(references)} reference groups")
+    flat = tuple(r for group in references for r in group)
+    ref_tok = _cached_batch(flat, mode)
+    hyp_tok = _cached_batch(tuple(hypotheses), mode)
+    grouped, k = [], 0
+    for group in references:
+        grouped.append(ref_tok[k : k + len(group)])
+        k += len(group)
+    return hyp_tok, grouped

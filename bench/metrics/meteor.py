@@ -37,6 +37,7 @@ from typing import ClassVar
 import numpy as np
 
 from bench.errors import BenchError
+from bench.registry import METRICS
 
 # Column layout of one METEOR 1.5 statistics line (MeteorStats.toString):
 # tstLen refLen tstFunc refFunc, then 4 stages x (tstContent refContent tstFunction
@@ -197,6 +198,13 @@ def pool_size() -> int:
     return sum(1 for p in _POOL.values() if p.proc.poll() is None)
 
 
+# Segment statistics already computed in this process, keyed by (flags, refs, hypothesis):
+# rescoring runs of one dataset meets the same (hypothesis, references) pairs again, and the
+# jar's answer is a pure function of them.
+_SEGMENT_CACHE: dict[tuple[tuple[str, ...], str], np.ndarray] = {}
+_SEGMENT_CACHE_MAX = 500_000
+
+
 def _clean(text: str) -> str:
     # The stdio protocol is one line with ' ||| ' separators: a newline or '|||' inside a
     # segment would shift every later field.
@@ -275,6 +283,7 @@ class MeteorScorer:
         self.lowercase = lowercase
         self.no_punct = no_punct
         self.params = PARAMS[language]
+        self.last_jar_segments = 0
 
     @property
     def args(self) -> tuple[str, ...]:
@@ -309,21 +318,31 @@ class MeteorScorer:
             )
         if not hypotheses:
             return np.zeros((0, N_STATS))
-        lines = []
+        keys: list[tuple[tuple[str, ...], str]] = []
         for i, (hyp, refs) in enumerate(zip(hypotheses, references)):
             if not refs:
                 raise BenchError(f"METEOR: item {i} has no reference")
             # As the COCO wrapper: '|||' dropped and double spaces squeezed in the hypothesis.
-            hyp_clean = _clean(hyp).replace("  ", " ")
-            lines.append(" ||| ".join(("SCORE", " ||| ".join(_clean(r) for r in refs), hyp_clean)))
-        replies = _process(self.args).request(lines, len(lines))
-        try:
-            stats = np.array([[float(x) for x in r.split()] for r in replies], dtype=np.float64)
-        except ValueError:
-            raise BenchError(f"METEOR jar gave an unreadable statistics line: {replies[0]!r}") from None
-        if stats.shape != (len(lines), N_STATS):
-            raise BenchError(f"METEOR jar gave statistics of shape {stats.shape}, expected 23 per line")
-        return stats
+            line = " ||| ".join(
+                ("SCORE", " ||| ".join(_clean(r) for r in refs), _clean(hyp).replace("  ", " "))
+            )
+            keys.append((self.args, line))
+        todo = list(dict.fromkeys(k for k in keys if k not in _SEGMENT_CACHE))
+        if todo:
+            replies = _process(self.args).request([k[1] for k in todo], len(todo))
+            try:
+                rows = np.array([[float(x) for x in r.split()] for r in replies], dtype=np.float64)
+            except ValueError:
+                raise BenchError(
+                    f"METEOR jar gave an unreadable statistics line: {replies[0]!r}"
+                ) from None
+            if rows.shape != (len(todo), N_STATS):
+                raise BenchError(f"METEOR jar gave statistics of shape {rows.shape}, expected 23 per line")
+            if len(_SEGMENT_CACHE) + len(todo) > _SEGMENT_CACHE_MAX:
+                _SEGMENT_CACHE.clear()
+            _SEGMENT_CACHE.update(zip(todo, rows))
+        self.last_jar_segments = len(todo)  # for the rescoring benchmark
+        return np.stack([_SEGMENT_CACHE[k] for k in keys])
 
     def aggregate(self, stats: np.ndarray) -> float:
         """Corpus METEOR from per-segment statistics (as the jar's EVAL)."""
@@ -377,3 +396,32 @@ class SummableMeteorMetric:
     def aggregate_sums(self, sums: np.ndarray, n: int) -> np.ndarray:
         """Scores from row sums [B, 23] (bootstrap fast path); ``n`` rows per sum."""
         return meteor_from_sums(sums, self.scorer.params)
+
+
+@METRICS.register("e2e_meteor")
+class E2EMeteor(SummableMeteorMetric):
+    """METEOR as tuetschek/e2e-metrics computes it (through the COCO wrapper); 0-1 scale.
+
+    Text is COCO-tokenized first (lowercased, PTB tokens, punctuation dropped), then scored
+    by ``java -jar -Xmx2G meteor-1.5.jar - - -stdio -l en -norm``.
+    """
+
+    name: ClassVar[str] = "e2e_meteor"
+    VERSION: ClassVar[str] = "1"
+
+    def __init__(self, tokenizer: str = "auto"):
+        super().__init__(MeteorScorer(language="en", normalize=True))
+        self.tokenizer = tokenizer
+
+    def signature(self) -> str:
+        return (
+            f"{self.name}|{self.scorer.signature()}"
+            f"|tok:coco-ptb(corenlp-3.4.1,lc,punct-removed)|refs:grouped-per-source"
+            f"|version:{self.VERSION}"
+        )
+
+    def stats(self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
+        from bench.metrics.coco_tokenizer import tokenize_corpus
+
+        hyps, refs = tokenize_corpus(hypotheses, references, self.tokenizer)
+        return summable(self.scorer.segment_stats(hyps, refs))
