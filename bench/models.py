@@ -197,7 +197,8 @@ def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> Loaded
 
 
 def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
-    from safetensors.torch import load_model as st_load, save_model as st_save
+    from safetensors.torch import load_model as st_load
+    from safetensors.torch import save_model as st_save
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
