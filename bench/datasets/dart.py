@@ -15,9 +15,9 @@ directory, the Hugging Face hub copy (``Yale-LILY/dart``) is tried.
 - Fields: ``origin`` (the annotation sources, ``|``-joined: WikiSQL_lily, webnlg, e2e...).
 
 Test-version caveat: upstream rewrote v1.1.1's test set in place on 2021-04-20. The files
-here hold the *current* test set (5,097 triplesets, 12,552 annotations); the paper and the
-hub's ``dart`` used the 2020 version (6,959 triplesets). Scores on the two are not
-comparable. The dev set (2,768 triplesets) is the same in both. The train JSON (30,526
+here (and, per its card, the hub's current copy) hold the *current* test set (5,097
+triplesets, 12,552 annotations); the paper used the 2020 version (6,959 triplesets, also in
+older hub snapshots). Scores on the two are not comparable. The dev set (2,768 triplesets) is the same in both. The train JSON (30,526
 triplesets / 62,659 annotations; over 4 MiB) is not in the shared data folder.
 """
 
