@@ -515,6 +515,10 @@ class SyntheticE2E:
         "refs_per_mr": (2, 5),
     }
 
+    def location(self, data_dir: Any = None) -> str:
+        """Where ``load`` reads from, for ``bench data ls``: nowhere, it generates."""
+        return "embedded (generated in memory; needs no files)"
+
     def load(
         self, split: str, *, data_dir: Any = None, options: Mapping[str, Any] | None = None
     ) -> list[Example]:
