@@ -26,7 +26,10 @@ COMMANDS: tuple[str, ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="prefix-bench: run, score and report lightweight fine-tuning suites (Li & Liang 2021).",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
