@@ -1,25 +1,31 @@
 """The results cache: one folder per trained run, every file atomic and schema-versioned.
 
     <results>/runs/<train_key>/spec.json             the resolved RunSpec (+ keys)
-    <results>/runs/<train_key>/meta.json             status, stage, error, timings, params, provenance
+    <results>/runs/<train_key>/meta.json             status, stage, error, attempts, seeds, timings, params, provenance
     <results>/runs/<train_key>/trainable.safetensors stored parameters (prefix K/V, adapters, ...)
     <results>/runs/<train_key>/train_ids.json        ids of the examples trained on (and dev)
+    <results>/runs/<train_key>/checkpoint.pt         resumable training state (only while training)
     <results>/runs/<train_key>/predictions.parquet   split, source_id, source, prediction, references, fields, decode_key
     <results>/runs/<train_key>/metrics.parquet       long form, one row per (score_key, split, group, metric)
 
-Each file is written to a temporary name in the same folder and renamed, so a killed process
-never leaves a file that looks finished. A run folder is owned by one process at a time
-through ``lock``; a lock whose process is dead (same host) or whose lease expired is taken over.
+Each file is written to a temporary name in the same folder, fsynced and renamed, so a killed
+process never leaves a file that looks finished; the leftovers of a dead writer are swept by
+the next owner. A run folder is owned by one process at a time through ``lock`` (see there).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import json
 import os
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +33,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench import SCHEMA_VERSION
+from bench import SCHEMA_VERSION, faults
 from bench.errors import BenchError
 
-LOCK_LEASE_S = 6 * 3600.0  # a lock on another host older than this is considered dead
-HEARTBEAT_S = 60.0
+# A lock whose owner cannot be checked by process id (another host, another container) is
+# dead once its file has not been touched for this long; owners touch it every HEARTBEAT_S.
+# Both can be set from the environment (a cluster with slow shared storage may want more).
+LOCK_LEASE_S = float(os.environ.get("BENCH_LOCK_LEASE_S", "300"))
+HEARTBEAT_S = float(os.environ.get("BENCH_LOCK_HEARTBEAT_S", "30"))
+RECLAIM_MUTEX_STALE_S = 30.0  # a reclaimer holds its mutex for milliseconds
 
 
 def runs_dir(results: Path) -> Path:
@@ -44,25 +54,70 @@ def run_dir(results: Path, train_key: str) -> Path:
 
 # ----------------------------------------------------------------------------- atomic writes
 
+TMP_SUFFIX = ".tmp"
+
 
 def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # pid and thread: a Dask worker runs tasks in threads of one process.
+    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}{TMP_SUFFIX}")
 
 
-def _fsync_replace(tmp: Path, path: Path) -> None:
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself must survive a crash of the machine, not only of the process.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _publish(tmp: Path, path: Path) -> None:
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+    faults.checkpoint(f"replace:{path.name}")
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to; published on success, removed on error."""
+    tmp = _tmp(path)
+    try:
+        yield tmp
+        _publish(tmp, path)
+    except BaseException:
+        # A full disk must not keep the partial file (it holds the space the next run needs).
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def sweep_tmp(folder: Path) -> list[str]:
+    """Remove the temporary files of dead writers; call only while holding the folder's lock."""
+    removed = []
+    for p in folder.glob(f".*{TMP_SUFFIX}"):
+        if p.name.startswith(".lock."):
+            # Lock candidates are written by processes that do not own the folder: only
+            # old ones are leftovers.
+            with contextlib.suppress(OSError):
+                if time.time() - p.stat().st_mtime < RECLAIM_MUTEX_STALE_S:
+                    continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p.name)
+    return removed
 
 
 def write_json(path: Path, obj: Mapping[str, Any]) -> None:
     data = {"schema_version": SCHEMA_VERSION, **obj}
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    _fsync_replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=True, default=str)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -79,9 +134,8 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
     meta = dict(table.schema.metadata or {})
     meta[b"schema_version"] = str(SCHEMA_VERSION).encode()
     table = table.replace_schema_metadata(meta)
-    tmp = _tmp(path)
-    pq.write_table(table, tmp)
-    _fsync_replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -99,88 +153,247 @@ def _check_version(path: Path, version: Any) -> None:
         )
 
 
+def free_mb(results: Path) -> float:
+    """Free space on the file system holding ``results`` (its nearest existing ancestor)."""
+    import shutil
+
+    p = Path(results).resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free / 2**20
+
+
 # ----------------------------------------------------------------------------- locks
-
-
-def _lock_info() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
-
-
-def _lock_is_stale(info: Mapping[str, Any]) -> bool:
-    if info.get("host") == socket.gethostname():
-        try:
-            os.kill(int(info["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, ValueError, KeyError):
-            return False
-        return False
-    return time.time() - float(info.get("time", 0)) > LOCK_LEASE_S
+#
+# ``<run folder>/lock`` holds {token, pid, host, pidns, boot, start, time} of its owner.
+# - Taking it is exclusive and atomic: the owner's record is written to a private file and
+#   hard-linked to ``lock`` (link fails when ``lock`` exists; NFS-safe, and readers never see
+#   a half-written lock).
+# - A lock is stale when its owner is provably dead: same machine (host, boot id and pid
+#   namespace equal) and the pid is gone, a zombie, or a newer process with the same pid (its
+#   start time differs). Otherwise (another host or container) the owner must touch the file
+#   every HEARTBEAT_S; one untouched for LOCK_LEASE_S is stale.
+# - A stale lock is removed under a short mkdir mutex, after checking that it is still the
+#   same stale lock, then taken the ordinary way: two reclaimers never both win.
+# - The owner's heartbeat thread notices if its lock was taken over (its lease ran out while
+#   it was frozen); ``LockHandle.lost`` is then set and the runner stops before writing.
 
 
 class LockBusy(Exception):
     """Another live process holds the run's lock."""
 
 
-@contextlib.contextmanager
-def lock(folder: Path) -> Iterator[Path]:
-    """Exclusive ownership of a run folder; raises LockBusy when a live process has it."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "lock"
-    for _ in range(3):
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict[str, str]:
+    def read(path: str) -> str:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return ""
+
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = ""
+    return {"host": socket.gethostname(), "boot": read("/proc/sys/kernel/random/boot_id"), "pidns": pidns}
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in clock ticks) of a live process from /proc, None where unavailable."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return fields[0], fields[19]
+
+
+def _owner_record(token: str) -> dict[str, Any]:
+    stat = _proc_stat(os.getpid())
+    return {"token": token, "pid": os.getpid(), **_machine(), "start": stat[1] if stat else "", "time": time.time()}
+
+
+def _same_machine(info: Mapping[str, Any]) -> bool:
+    me = _machine()
+    return all(info.get(k) == me[k] for k in ("host", "boot", "pidns")) and bool(me["boot"] or me["host"])
+
+
+def _pid_dead(info: Mapping[str, Any]) -> bool:
+    try:
+        pid = int(info["pid"])
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, KeyError, ValueError, TypeError):
+        return False  # exists but not ours to signal, or an unreadable record: not provably dead
+    stat = _proc_stat(pid)
+    if stat is None:
+        return False
+    state, start = stat
+    # A zombie is dead (killed, not yet reaped); a different start time is a reused pid.
+    return state == "Z" or bool(info.get("start") and info["start"] != start)
+
+
+def _lease_expired(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime > LOCK_LEASE_S
+    except FileNotFoundError:
+        return True
+
+
+def _read_lock(path: Path) -> dict[str, Any] | None:
+    """The owner record, {} for an unreadable/empty file, None when there is no lock."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return {}
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def lock_is_stale(path: Path, info: Mapping[str, Any]) -> bool:
+    if not info:
+        # Only a damaged file or a file system without hard links (below) leaves this;
+        # give a writer time to finish before calling it dead.
+        return _age(path) > RECLAIM_MUTEX_STALE_S
+    if _same_machine(info):
+        return _pid_dead(info)
+    return _lease_expired(path)
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _create(path: Path, record: Mapping[str, Any]) -> bool:
+    """Create ``path`` holding ``record`` iff it does not exist; atomic."""
+    tmp = path.with_name(f".lock.{record['token']}{TMP_SUFFIX}")
+    tmp.write_text(json.dumps(record))
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        # No hard links here (some FUSE/SMB mounts): exclusive create, then write.
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
-            try:
-                info = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                info = {}
-            if info and not _lock_is_stale(info):
-                raise LockBusy(str(info)) from None
-            if not info:
-                # Being written right now, or a crash between create and write: give it a moment.
-                time.sleep(0.2)
-                try:
-                    info = json.loads(path.read_text() or "{}")
-                except (OSError, json.JSONDecodeError):
-                    info = {}
-                if info and not _lock_is_stale(info):
-                    raise LockBusy(str(info)) from None
-            # Stale: take it over by atomic rename of a fresh lock (never by delete + create,
-            # which would let two reclaimers both win).
-            tmp = _tmp(path)
-            tmp.write_text(json.dumps(_lock_info()))
-            os.replace(tmp, path)
-            time.sleep(0.05)
-            try:
-                mine = json.loads(path.read_text()).get("pid") == os.getpid()
-            except (OSError, json.JSONDecodeError):
-                mine = False
-            if mine:
-                break
-            continue
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(_lock_info()))
-            break
-    else:
-        raise LockBusy(str(path))
-    try:
-        yield path
+            return False
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(record))
+        return True
     finally:
         with contextlib.suppress(OSError):
-            info = json.loads(path.read_text() or "{}")
-            if info.get("pid") == os.getpid():
-                path.unlink()
+            tmp.unlink()
+
+
+def _remove_if_same(path: Path, seen: Mapping[str, Any]) -> None:
+    """Delete the stale lock ``seen`` unless someone replaced it meanwhile (under a mutex)."""
+    mutex = path.with_name("lock.reclaim")
+    try:
+        os.mkdir(mutex)
+    except FileExistsError:
+        if _age(mutex) > RECLAIM_MUTEX_STALE_S:  # its holder died within those milliseconds
+            with contextlib.suppress(OSError):
+                os.rmdir(mutex)
+        else:
+            time.sleep(0.05)
+        return
+    try:
+        current = _read_lock(path)
+        if current is not None and current.get("token") == seen.get("token") and lock_is_stale(path, current):
+            path.unlink()
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(mutex)
+
+
+@dataclass
+class LockHandle:
+    """A held run lock; ``lost`` is set if it was taken over while held."""
+
+    path: Path
+    token: str
+    lost: threading.Event = field(default_factory=threading.Event)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def still_mine(self) -> bool:
+        info = _read_lock(self.path)
+        return bool(info) and info.get("token") == self.token
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            if not self.still_mine():
+                self.lost.set()
+                return
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+
+def acquire(folder: Path, attempts: int = 6) -> LockHandle:
+    """Take the run folder's lock or raise LockBusy naming the live owner."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lock"
+    token = uuid.uuid4().hex
+    for _ in range(attempts):
+        if _create(path, _owner_record(token)):
+            handle = LockHandle(path, token)
+            threading.Thread(target=handle._beat, name=f"bench-lock-{folder.name}", daemon=True).start()
+            return handle
+        info = _read_lock(path)
+        if info is None:
+            continue  # released between our two looks
+        if not lock_is_stale(path, info):
+            raise LockBusy(_describe(info))
+        _remove_if_same(path, info)
+    raise LockBusy(f"{path}: could not take the lock after {attempts} tries")
+
+
+def release(handle: LockHandle) -> None:
+    handle._stop.set()
+    if handle.still_mine():
+        with contextlib.suppress(OSError):
+            handle.path.unlink()
+
+
+@contextlib.contextmanager
+def lock(folder: Path) -> Iterator[LockHandle]:
+    """Exclusive ownership of a run folder; raises LockBusy when a live process has it."""
+    handle = acquire(folder)
+    try:
+        yield handle
+    finally:
+        release(handle)
+
+
+def _describe(info: Mapping[str, Any]) -> str:
+    if not info:
+        return "a lock being written"
+    return f"pid {info.get('pid')} on {info.get('host')} since {time.strftime('%H:%M:%S', time.localtime(info.get('time', 0)))}"
+
+
+def lock_owner(folder: Path) -> dict[str, Any] | None:
+    """The live owner's record of the run's lock, None when it is free or stale."""
+    path = folder / "lock"
+    info = _read_lock(path)
+    if info is None or lock_is_stale(path, info):
+        return None
+    return info
 
 
 def is_locked(folder: Path) -> bool:
-    path = folder / "lock"
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, json.JSONDecodeError):
-        return False
-    return bool(info) and not _lock_is_stale(info)
+    return lock_owner(folder) is not None
 
 
 # ----------------------------------------------------------------------------- reading
@@ -217,7 +430,7 @@ RUN_COLUMNS = [
     "train_key", "suite", "model", "method", "method_label", "method_version", "dataset",
     "dataset_version", "train_size", "subset", "seed", "status", "stage", "error",
     "n_trained", "n_stored", "base_total", "train_time_s", "step_time_median_s",
-    "tokens_per_s", "peak_memory_mb", "decode_time_s", "path",
+    "tokens_per_s", "peak_memory_mb", "decode_time_s", "attempts", "path",
 ]
 
 
@@ -258,6 +471,7 @@ def load_runs(results: Path) -> pd.DataFrame:
                 "tokens_per_s": cost.get("tokens_per_s"),
                 "peak_memory_mb": cost.get("peak_memory_mb"),
                 "decode_time_s": cost.get("decode_time_s"),
+                "attempts": len(meta.get("attempts", [])),
                 "path": str(folder),
             }
         )

@@ -3,12 +3,20 @@ accumulation, optional early stopping on dev loss, resumable checkpoints.
 
 It never asks which method it trains: it optimizes ``tuned.trainable_parameters()`` on the
 loss computed from ``tuned(...).logits`` (``bench.formatting.sequence_loss``).
+
+Checkpoints (every ``checkpoint_every`` steps, published atomically) hold everything the rest
+of the run depends on: the trainable parameters, AdamW's state, the schedule, the position in
+the data order (fixed up front from the seed; its digest is checked on resume), every random
+generator (torch CPU and CUDA, numpy, random: dropout draws from torch's) and the early-stopping
+state. A resumed run therefore reaches bit-identical parameters on CPU.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-import os
+import random
 import resource
 import sys
 import time
@@ -25,6 +33,9 @@ from bench import faults
 from bench.config import TrainConfig
 from bench.formatting import Encoded, collate_train, encode, sequence_loss
 from bench.interfaces import Example
+
+DATA_ORDER_SALT = 0xB5  # the batch order is numpy.random.default_rng([seed, DATA_ORDER_SALT])
+CHECKPOINT_FORMAT = 2
 
 
 class RunFailure(Exception):
@@ -47,6 +58,7 @@ class TrainResult:
     dev_losses: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     resumed_from: int | None = None
+    discarded_checkpoint: str | None = None  # why a checkpoint found was not used
 
     def summary(self) -> dict[str, Any]:
         st = sorted(self.step_times[1:] or self.step_times)  # the first step pays warm-up
@@ -59,6 +71,7 @@ class TrainResult:
             "peak_memory_mb": round(self.peak_memory_mb, 1),
             "best_step": self.best_step,
             "resumed_from": self.resumed_from,
+            "discarded_checkpoint": self.discarded_checkpoint,
             "dev_losses": self.dev_losses,
         }
 
@@ -88,7 +101,7 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
 
 def _batch_order(n: int, steps: int, cfg: TrainConfig, seed: int) -> list[list[int]]:
     """Every micro-batch of the run, fixed up front from the seed (so resuming replays it)."""
-    rng = np.random.default_rng([seed, 0xB5])
+    rng = np.random.default_rng([seed, DATA_ORDER_SALT])
     need = steps * cfg.grad_accum
     batches: list[list[int]] = []
     while len(batches) < need:
@@ -138,22 +151,31 @@ def train(
     start_step = 0
     best_state: dict[str, torch.Tensor] | None = None
     best_dev = math.inf
+    elapsed_before = 0.0
+    fingerprint = {"format": CHECKPOINT_FORMAT, "steps": steps, "n_examples": len(data),
+                   "order": _order_digest(order), "params": sorted(n for n, _ in tuned.trainable_parameters())}
     if checkpoint_path is not None and checkpoint_path.exists():
-        ck = torch.load(checkpoint_path, weights_only=False)
-        with torch.no_grad():
-            named = dict(tuned.trainable_parameters())
-            for n, t in ck["params"].items():
-                named[n].copy_(t)
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
-        start_step = ck["step"]
-        result.losses = ck["losses"]
-        result.tokens = ck["tokens"]
-        result.dev_losses = ck.get("dev_losses", [])
-        best_dev = ck.get("best_dev", math.inf)
-        best_state = ck.get("best_state")
-        result.resumed_from = start_step
+        ck, why = _read_checkpoint(checkpoint_path, fingerprint)
+        if ck is None:
+            result.discarded_checkpoint = why
+        else:
+            with torch.no_grad():
+                named = dict(tuned.trainable_parameters())
+                for n, t in ck["params"].items():
+                    named[n].copy_(t)
+            opt.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["scheduler"])
+            _set_rng_states(ck["rng"])
+            start_step = ck["step"]
+            result.losses = ck["losses"]
+            result.step_times = ck["step_times"]
+            result.tokens = ck["tokens"]
+            result.dev_losses = ck["dev_losses"]
+            result.best_step = ck["best_step"]
+            best_dev = ck["best_dev"]
+            best_state = ck["best_state"]
+            elapsed_before = ck["elapsed_s"]
+            result.resumed_from = start_step
 
     tuned.train()
     t0 = time.perf_counter()
@@ -171,6 +193,8 @@ def train(
             out = tuned(**batch)
             loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
                                         reduction=cfg.loss)
+            if faults.poisoned(f"train_step:{step}"):
+                loss = loss * float("nan")
             if not torch.isfinite(loss):
                 raise RunFailure("train", f"non-finite loss ({loss.item()}) at step {step}")
             (loss / cfg.grad_accum).backward()
@@ -195,7 +219,9 @@ def train(
                 best_state = {n: p.detach().clone() for n, p in tuned.trainable_parameters()}
             tuned.train()
         if checkpoint_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
-            _save_checkpoint(checkpoint_path, tuned, opt, sched, done, result, best_dev, best_state)
+            _save_checkpoint(checkpoint_path, fingerprint, tuned, opt, sched, done, result, best_dev, best_state,
+                             elapsed_before + time.perf_counter() - t0)
+            faults.checkpoint(f"checkpoint_saved:{done}")
     bar.close()
     if best_state is not None:
         with torch.no_grad():
@@ -203,30 +229,68 @@ def train(
             for n, t in best_state.items():
                 named[n].copy_(t)
     tuned.eval()
-    result.train_time_s = time.perf_counter() - t0
+    result.train_time_s = elapsed_before + time.perf_counter() - t0
     result.peak_memory_mb = peak_memory_mb(device)
     return result
 
 
-def _save_checkpoint(path: Path, tuned: torch.nn.Module, opt: Any, sched: Any, step: int,
-                     result: TrainResult, best_dev: float, best_state: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(
-        {
-            "step": step,
-            "params": {n: p.detach().clone() for n, p in tuned.trainable_parameters()},
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "losses": list(result.losses),
-            "tokens": result.tokens,
-            "dev_losses": list(result.dev_losses),
-            "best_dev": best_dev,
-            "best_state": best_state,
-        },
-        tmp,
-    )
-    os.replace(tmp, path)
+def _order_digest(order: Sequence[Sequence[int]]) -> str:
+    return hashlib.sha256(json.dumps(order).encode()).hexdigest()[:16]
+
+
+def _rng_states() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+
+
+def _read_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The checkpoint if it belongs to this very training run, else (None, why not)."""
+    try:
+        # Our own file (pickled RNG states need weights_only=False); never a downloaded one.
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
+        return None, f"unreadable checkpoint ({type(e).__name__}: {str(e)[:120]})"
+    if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
+        # Same train_key but another data order or parameter set: the code changed under a
+        # VERSION that was not bumped. Training from step 0 is the only honest resumption.
+        return None, "checkpoint of a different training setup (code changed without a VERSION bump?)"
+    return ck, None
+
+
+def _save_checkpoint(path: Path, fingerprint: dict[str, Any], tuned: torch.nn.Module, opt: Any, sched: Any,
+                     step: int, result: TrainResult, best_dev: float, best_state: Any, elapsed_s: float) -> None:
+    from bench.store import atomic_path
+
+    state = {
+        "fingerprint": fingerprint,
+        "step": step,
+        "params": {n: p.detach().clone() for n, p in tuned.trainable_parameters()},
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+        "rng": _rng_states(),
+        "losses": list(result.losses),
+        "step_times": list(result.step_times),
+        "tokens": result.tokens,
+        "dev_losses": list(result.dev_losses),
+        "best_step": result.best_step,
+        "best_dev": best_dev,
+        "best_state": best_state,
+        "elapsed_s": elapsed_s,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 @torch.no_grad()

@@ -16,9 +16,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default="results", help="results directory (default: results/)")
     p.add_argument("--data-dir", default=None, help="folder of the official data files (or env BENCH_DATA_DIR)")
     p.add_argument("--force", action="store_true", help="redo runs even when cached")
-    p.add_argument("--retry-failed", action="store_true", help="retry runs recorded as failed")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="retry runs recorded as failed (from the stage that failed; trained parameters are kept)")
     p.add_argument("--only", nargs="+", default=None, metavar="LABEL", help="only these method labels")
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="local worker processes (default 1); with several GPUs, one run per GPU")
     p.add_argument("--backend", default="local", choices=["local", "dask"], help="local processes or a Dask cluster")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
@@ -76,7 +78,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
         print(f"bench: {s.name}: {len(specs)} runs, {len(skipped)} cached or failed before, {len(todo)} to do",
               file=sys.stderr)
     done = execute(todo, results=results, data_dir=data_dir, jobs=jobs, backend=backend, scheduler=scheduler,
-                   force=force, progress=not quiet, on_outcome=report)
+                   force=force, retry_failed=retry_failed, progress=not quiet, on_outcome=report)
     outcomes = skipped + done
     for o in skipped:
         if o.status == "failed":
@@ -84,4 +86,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed")}
     print(f"bench: {s.name}: {len(outcomes)} runs: {counts['done']} done, {counts['cached']} cached, "
           f"{counts['failed']} failed ({time.perf_counter() - t0:.1f}s); results in {results}", file=sys.stderr)
+    if counts["failed"]:
+        print(f"bench: see why with `bench ls --failed --results {results}`; retry with --retry-failed",
+              file=sys.stderr)
     return outcomes
