@@ -103,6 +103,18 @@ def test_cli_data_describe(data_dir: Path, capsys: pytest.CaptureFixture[str]) -
     assert "paper Table 1" in out and "50K examples" in out
 
 
+def test_cli_describe_lists_missing_splits_below_the_table(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["data", "describe", "e2e", "--tokenizer", "tiny-gpt2", "--data-dir", str(data_dir)]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ["train", "dev", "test"]
+    assert lines[2].split()[1:] == ["-"] * 5
+    assert lines[5].startswith("train: ") and "trainset.csv: file not found" in lines[5]
+    assert lines[6].startswith("test: ") and "testset_w_refs.csv: file not found" in lines[6]
+
+
 def test_cli_mistakes_are_one_line_exit_2(
     data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,9 +74,9 @@ def format_describe(df: pd.DataFrame) -> str:
         view[col] = [f"{v:,}" if pd.notna(v) else "-" for v in view[col]]
     for col in ("refs_per_source", "source_tokens", "target_tokens"):
         view[col] = [f"{v:.1f}" if pd.notna(v) else "-" for v in view[col]]
-    if not view["note"].astype(bool).any():
-        view = view.drop(columns=["note"])
-    return view.to_string(index=False)
+    # Notes (why a split is missing) are long: below the table, not in a padded column.
+    notes = [f"{split}: {note}" for split, note in zip(view["split"], view["note"]) if note]
+    return "\n".join([view.drop(columns=["note"]).to_string(index=False), *notes])
 
 
 def handle_describe(args: argparse.Namespace) -> int:
