@@ -149,3 +149,24 @@ def test_describe_real_e2e_with_the_embedded_tokenizer() -> None:
     # The paper's GPT-2 counts are 28.5 / 27.8 over all splits; another BPE lands near them.
     assert 20 < df.loc["train", "source_tokens"] < 40
     assert 20 < df.loc["train", "target_tokens"] < 40
+
+
+def test_resolve_data_dir_flag_then_env_then_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.datasets.paths import dataset_dir, resolve_data_dir
+
+    monkeypatch.delenv("BENCH_DATA_DIR", raising=False)
+    assert resolve_data_dir(None) is None
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("BENCH_DATA_DIR", str(other))
+    assert resolve_data_dir(None) == other
+    assert resolve_data_dir(str(tmp_path)) == tmp_path  # the flag wins
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path / "missing"))
+    with pytest.raises(BenchError, match=r"\(from BENCH_DATA_DIR\) does not exist"):
+        resolve_data_dir(None)
+    (tmp_path / "e2e").mkdir()
+    assert dataset_dir(tmp_path, "e2e") == tmp_path / "e2e"
+    assert dataset_dir(tmp_path, "webnlg") is None
+    assert dataset_dir(None, "e2e") is None
