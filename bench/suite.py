@@ -192,7 +192,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
         if not isinstance(match, Mapping):
             problems.append(f"{where}.match: expected a mapping with method and/or dataset")
             continue
-        _unknown(match, ("method", "dataset", "model"), f"{where}.match", problems)
+        _unknown(match, ("method", "dataset", "model", "train_size"), f"{where}.match", problems)
         if "method" in match and match["method"] not in labels:
             problems.append(f"{where}.match.method: no method row labelled {match['method']!r}{did_you_mean(str(match['method']), labels)}")
         names = [d.name for d in datasets]
@@ -385,11 +385,12 @@ def resolve_method_config(name: str, config: Mapping[str, Any], where: str, prob
 # ----------------------------------------------------------------------------- expansion
 
 
-def _matches(match: Mapping[str, Any], label: str, dataset: str, model: str) -> bool:
+def _matches(match: Mapping[str, Any], label: str, dataset: str, model: str, size: int | None) -> bool:
     return (
         match.get("method", label) == label
         and match.get("dataset", dataset) == dataset
         and match.get("model", model) == model
+        and match.get("train_size", size) == size
     )
 
 
@@ -429,8 +430,8 @@ def expand(suite: Suite) -> list[RunSpec]:
                     decode = merged(decode, m.decode, "decode", problems)
                     base_label = m.label.split("[")[0]
                     for o in suite.overrides:
-                        if _matches(o.get("match") or {}, base_label, d.name, model) or _matches(
-                            o.get("match") or {}, m.label, d.name, model
+                        if _matches(o.get("match") or {}, base_label, d.name, model, size) or _matches(
+                            o.get("match") or {}, m.label, d.name, model, size
                         ):
                             train = merged(train, o.get("train"), "override", problems)
                             decode = merged(decode, o.get("decode"), "override", problems)
