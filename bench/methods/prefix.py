@@ -433,6 +433,11 @@ def _mixed(
             raise BenchError(
                 f"mixed batch: task {i} must be the same method on the same base model object as task 0"
             )
+    if not first.sites:
+        raise BenchError(
+            f"mixed batch: {first.method_name} on this model changes the encoder's input, "
+            "not attention key/values; only key/value methods can share a batch"
+        )
     rows = torch.as_tensor(task_of_row, dtype=torch.long, device=input_ids.device)
     if rows.shape != (input_ids.shape[0],):
         raise BenchError(
