@@ -11,7 +11,8 @@ import pandas as pd
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ls", help="list stored runs")
     p.add_argument("--results", default="results", help="results directory (default: results/)")
-    p.add_argument("--failed", action="store_true", help="only failed runs, with their reason")
+    p.add_argument("--failed", action="store_true",
+                   help="only failed runs, with the stage that failed and why (`bench run --retry-failed` retries)")
     p.add_argument("--suite", default=None, help="only runs of this suite name")
     p.set_defaults(handler=handle)
 
@@ -34,7 +35,7 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     cols = ["status", "method_label", "method", "dataset", "train_size", "subset", "seed", "train_key"]
     if args.failed:
-        cols += ["stage", "error"]
+        cols += ["attempts", "stage", "error"]
     view = runs[cols].rename(columns={"method_label": "label"}).fillna("-")
-    print(view.to_string(index=False))
+    print(view.to_string(index=False, max_colwidth=160))
     return 0
