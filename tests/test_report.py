@@ -342,6 +342,11 @@ def test_reference_lookup() -> None:
     assert hit is not None and hit.value == 45.3 and hit.source == "acl2021_table2" and hit.second == 45.6
     assert reference.paper_value(model="gpt2-medium", method_label="prefix_0.1pct", dataset="e2e", split="dev",
                                  group="all", metric="bleu").source == "acl2021_table9"
+    # WebNLG's "train seen, score unseen" preset is Table 2's U column.
+    assert reference.paper_value(model="gpt2-medium", method_label="finetune", dataset="webnlg", split="test",
+                                 group="all", metric="ter", scenario="seen_to_unseen").value == 0.78
+    assert reference.paper_value(model="bart-large", method_label="prefix", dataset="xsum", split="test",
+                                 group="all", metric="rouge2", scenario="within_news").value == 16.87
     assert reference.paper_value(model="smollm2-135m", method_label="prefix_0.1pct", dataset="e2e", split="test",
                                  group="all", metric="bleu") is None
     # The package's copy holds the same numbers as the project's reference table.
@@ -385,3 +390,12 @@ def test_cli_report_without_suite(tmp_path: Path) -> None:
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "quickstart.md").exists()
     assert main(["report", "--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+
+
+def test_display_scale() -> None:
+    # E2E script values in [0, 1] are shown x100 like the paper; multi-bleu's 0-100 as stored.
+    assert reference.display_scale("e2e_bleu") == 100.0 and reference.display_scale("e2e_nist") == 1.0
+    assert reference.display_scale("webnlg_bleu", "webnlg_bleu|tok:13a|scale:100|version:1") == 1.0
+    # A metric that says it stores x100 is never scaled again.
+    assert reference.display_scale("rouge1", "rouge1|stem:yes|scale:100") == 1.0
+    assert reference.display_scale("rouge1", "rouge1|stem:yes|scale:1|version:1") == 100.0

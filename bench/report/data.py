@@ -322,7 +322,7 @@ def aggregate(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     version and signature)."""
     rows = []
     if scores.empty:
-        return pd.DataFrame(columns=[*by, "mean", "std", "n", "comparable", "why", "metric_id",
+        return pd.DataFrame(columns=[*by, "mean", "std", "n", "comparable", "why", "metric_id", "signature",
                                      "higher_is_better", "n_trained", "n_stored", "base_total"])
     for idx in group_indices(scores, by):
         g = scores.loc[idx]
@@ -338,6 +338,7 @@ def aggregate(scores: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
             "comparable": comparable,
             "why": "" if comparable else "metric versions " + ", ".join(sorted(set(g["metric_version"].astype(str)))),
             "metric_id": first["metric_id"],
+            "signature": first["signature"],
             "higher_is_better": first["higher_is_better"],
             "n_trained": _mean_or_none(g["n_trained"]),
             "n_stored": _mean_or_none(g["n_stored"]),

@@ -88,8 +88,8 @@ def _figure(width: float = 6.0, height: float = 4.0) -> Figure:
     return fig
 
 
-def _metric_label(metric: str, metric_id: str, lower_better: bool) -> str:
-    scale = ref.display_scale(metric_id)
+def _metric_label(metric: str, metric_id: str, signature: str, lower_better: bool) -> str:
+    scale = ref.display_scale(metric_id, signature)
     return ref.display_name(metric) + (f" (×{scale:g})" if scale != 1.0 else "") + (" ↓" if lower_better else "")
 
 
@@ -215,7 +215,7 @@ def _primary(frame: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     metric, group = primary_metric(frame), primary_group(frame)
     sel = frame[(frame["metric"] == metric) & (frame["group"] == group)]
     first = sel.iloc[0]
-    return sel, metric, _metric_label(metric, str(first["metric_id"]), lower_is_better(first.to_dict()))
+    return sel, metric, _metric_label(metric, str(first["metric_id"]), str(first["signature"]), lower_is_better(first.to_dict()))
 
 
 def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
@@ -256,7 +256,7 @@ def _params(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigure]
     if full.empty:
         return []
     sel, metric, label = _primary(full)
-    scale = ref.display_scale(str(sel["metric_id"].iloc[0]))
+    scale = ref.display_scale(str(sel["metric_id"].iloc[0]), str(sel["signature"].iloc[0]))
     cells = aggregate(sel, CELL_KEYS)
     cells = cells[cells["n_trained"].notna()]
     if cells.empty:
@@ -288,7 +288,7 @@ def _low_data(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigur
     if part.empty or part["train_size"].nunique() < 2:
         return []
     sel, metric, label = _primary(part)
-    scale = ref.display_scale(str(sel["metric_id"].iloc[0]))
+    scale = ref.display_scale(str(sel["metric_id"].iloc[0]), str(sel["signature"].iloc[0]))
     sel = sel.assign(_label=sel["row_label"], train_size=sel["train_size"].astype(int))
     series = _series(sel, "train_size", scale)
     fig = low_data_figure(series, metric_label=label,
@@ -310,7 +310,7 @@ def _lengths(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigure
     if sel.empty:
         return []
     sel = sel.assign(_label=_line_labels(sel, "length"))  # drop suffixes that no longer vary
-    scale = ref.display_scale(str(sel["metric_id"].iloc[0]))
+    scale = ref.display_scale(str(sel["metric_id"].iloc[0]), str(sel["signature"].iloc[0]))
     series = _series(sel, "length", scale)
     fig = length_figure(series, metric_label=label,
                         title=f"{dataset_name(dataset)} {split}: {ref.display_name(metric)} vs prefix length")
@@ -329,7 +329,7 @@ def _inits(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigure]:
     if sel.empty:
         return []
     sel = sel.assign(_label=_line_labels(sel, "init"))  # drop suffixes that no longer vary
-    scale = ref.display_scale(str(sel["metric_id"].iloc[0]))
+    scale = ref.display_scale(str(sel["metric_id"].iloc[0]), str(sel["signature"].iloc[0]))
     series = _series(sel, "init", scale)
     fig = init_figure(series, metric_label=label,
                       title=f"{dataset_name(dataset)} {split}: {ref.display_name(metric)} per initialization")

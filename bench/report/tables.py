@@ -141,7 +141,7 @@ def metric_columns(agg: pd.DataFrame) -> list[Column]:
     cols = []
     for m in metrics:
         first = agg[agg["metric"] == m].iloc[0]
-        scale = ref.display_scale(str(first["metric_id"]))
+        scale = ref.display_scale(str(first["metric_id"]), str(first["signature"]))
         for g in groups:
             if ((agg["metric"] == m) & (agg["group"] == g)).any():
                 cols.append(Column(m, g, header_of(m, g if len(groups) > 1 else None, lower_is_better(first), scale),
@@ -329,7 +329,7 @@ def low_data_tables(scores: pd.DataFrame) -> list[str]:
         metric, group = primary_metric(frame), primary_group(frame)
         frame = frame[(frame["metric"] == metric) & (frame["group"] == group)]
         cells = aggregate(frame, CELL_KEYS)
-        scale = ref.display_scale(str(cells["metric_id"].iloc[0]))
+        scale = ref.display_scale(str(cells["metric_id"].iloc[0]), str(cells["signature"].iloc[0]))
         sizes = sorted({int(s) for s in cells["train_size"]})
         decimals = decimals_for(v * scale for v in cells["mean"])
         lb = lower_is_better(cells.iloc[0].to_dict())
