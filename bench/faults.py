@@ -7,7 +7,8 @@
 - ``ACTION`` is what happens there: ``kill`` (the default: SIGKILL to this process, as a
   preempted job dies), ``oom`` (raise ``torch.OutOfMemoryError``), ``error`` (raise
   ``RuntimeError``), ``enospc`` (raise ``OSError(ENOSPC)``, a full disk), ``nan`` (only at
-  ``train_step:N``: that step's loss becomes NaN);
+  ``train_step:N``: that step's loss becomes NaN), ``slow`` (sleep ``BENCH_FAULT_SLOW_S``
+  seconds, default 2: a long run, for tests of concurrent runners);
 - ``#LABEL`` restricts the entry to the run whose method label is LABEL.
 
 Points: ``lock_acquired``, ``load``, ``train_step:N``, ``checkpoint_saved:N``,
@@ -23,10 +24,11 @@ import errno
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-ACTIONS = ("kill", "oom", "error", "enospc", "nan")
+ACTIONS = ("kill", "oom", "error", "enospc", "nan", "slow")
 
 _context = threading.local()  # the method label of the run this thread is doing
 
@@ -87,6 +89,8 @@ def checkpoint(point: str) -> None:
             raise RuntimeError(f"injected fault at {point}")
         if f.action == "enospc":
             raise OSError(errno.ENOSPC, f"No space left on device (injected fault at {point})")
+        if f.action == "slow":
+            time.sleep(float(os.environ.get("BENCH_FAULT_SLOW_S", "2")))
 
 
 def poisoned(point: str) -> bool:
