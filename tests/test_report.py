@@ -28,6 +28,8 @@ E2E = {"bleu": "e2e_bleu", "nist": "e2e_nist", "meteor": "e2e_meteor", "rouge_l"
 WEBNLG = {"bleu": "webnlg_bleu", "meteor": "webnlg_meteor", "ter": "webnlg_ter"}
 XSUM = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL"}
 LOWER_BETTER = {"ter"}
+# What the real metrics write in their signatures: multi-bleu BLEU and rouge-score ROUGE store x100.
+SCALE_SIG = {"webnlg_bleu": "scale:100", "rouge1": "scale:100", "rouge2": "scale:100", "rougeL": "scale:100"}
 
 PROVENANCE = {
     "git": {"sha": "0123456789abcdef0123", "dirty": False},
@@ -92,7 +94,8 @@ def write_run(
         rows = [{
             "score_key": spec["score_key"], "decode_key": spec["decode_key"], "split": split, "group": group,
             "metric": metric, "metric_id": columns[metric], "value": float(value), "ci_low": None, "ci_high": None,
-            "n": 10, "signature": f"{columns[metric]}|v{metric_version}", "metric_version": metric_version,
+            "n": 10, "signature": f"{columns[metric]}|{SCALE_SIG.get(columns[metric], 'scale:1')}|v{metric_version}",
+            "metric_version": metric_version,
             "higher_is_better": metric not in LOWER_BETTER,
         } for (split, group, metric), value in scores.items()]
         store.write_parquet(folder / "metrics.parquet", pd.DataFrame(rows))
@@ -225,14 +228,14 @@ def ablation_tree(results: Path) -> None:
                       scores=e2e_scores(bleu + 0.02 * seed, split="dev"), config={"length": 5, "init": init},
                       params=(25_700_000, 245_760, base), suite="ablation")
     bart = 406_291_456
-    for label, method, r1 in (("finetune", "full", 0.4514), ("prefix_2pct", "prefix", 0.43)):
+    for label, method, r1 in (("finetune", "full", 45.14), ("prefix_2pct", "prefix", 43.0)):
         write_run(results, label=label, method=method, model="bart-large", dataset="xsum", columns=XSUM,
                   scores={("test", "all", "rouge1"): r1, ("test", "all", "rouge2"): r1 / 2,
                           ("test", "all", "rougeL"): r1 * 0.8}, params=(bart, bart, bart) if method == "full"
                   else (8_000_000, 7_000_000, bart), suite="ablation")
         write_run(results, label="prefix" if method == "prefix" else label, method=method, model="bart-large",
                   dataset="xsum", columns=XSUM, train_filter={"section": ["news"]}, eval_filter={"section": ["sport"]},
-                  scores={("test", "all", "rouge1"): r1 - 0.06, ("test", "all", "rouge2"): r1 / 3,
+                  scores={("test", "all", "rouge1"): r1 - 6, ("test", "all", "rouge2"): r1 / 3,
                           ("test", "all", "rougeL"): r1 * 0.7}, suite="ablation")
 
 
@@ -294,7 +297,7 @@ def test_figures_axes_and_pngs(tmp_path: Path) -> None:
     assert [t.get_text() for t in fig5.get_xticklabels()] == ["elephant", "random", "table-to-text:"]
     assert "Paper Figure 5" in figs["fig5_e2e_dev"].caption
     xsum = figs["params_xsum_test"].figure.axes[0]
-    assert xsum.get_ylabel() == "ROUGE-1 (×100)"
+    assert xsum.get_ylabel() == "ROUGE-1"  # rouge-score values are stored x100 already
 
     [out] = report(results=tmp_path / "results", out=tmp_path / "reports")
     assert {p.name for p in out.figures} == {f"ablation_{s}.png" for s in figs}
@@ -397,5 +400,5 @@ def test_display_scale() -> None:
     assert reference.display_scale("e2e_bleu") == 100.0 and reference.display_scale("e2e_nist") == 1.0
     assert reference.display_scale("webnlg_bleu", "webnlg_bleu|tok:13a|scale:100|version:1") == 1.0
     # A metric that says it stores x100 is never scaled again.
-    assert reference.display_scale("rouge1", "rouge1|stem:yes|scale:100") == 1.0
-    assert reference.display_scale("rouge1", "rouge1|stem:yes|scale:1|version:1") == 100.0
+    assert reference.display_scale("rouge1", "rouge1|stem:porter|scale:100|version:1") == 1.0
+    assert reference.display_scale("e2e_rouge_l", "e2e_rouge_l|rouge-l(coco)|scale:100|version:1") == 1.0

@@ -24,17 +24,14 @@ CANONICAL_PREFIX = "acl2021_"
 SECOND_SOURCE = "arxiv_v1_table1"
 
 # Stored value x factor = the paper's scale. The E2E challenge script reports BLEU, METEOR and
-# ROUGE-L in [0, 1] and the paper prints them x100; rouge-score's F-measures are in [0, 1] and
-# the paper's XSUM tables are x100. Everything else is stored on the paper's scale already
-# (multi-bleu BLEU 0-100, NIST, CIDEr, METEOR/TER fractions). A metric class may declare its
-# own ``display_scale``, which wins over this table.
+# ROUGE-L in [0, 1] and the paper prints them x100. Everything else is stored on the paper's
+# scale already (multi-bleu BLEU 0-100, XSUM ROUGE x100 -- their signatures say "scale:100" --
+# NIST, CIDEr, METEOR/TER fractions). A metric class may declare its own ``display_scale``,
+# which wins over this table.
 DISPLAY_SCALE: Mapping[str, float] = {
     "e2e_bleu": 100.0,
     "e2e_meteor": 100.0,
     "e2e_rouge_l": 100.0,
-    "rouge1": 100.0,
-    "rouge2": 100.0,
-    "rougeL": 100.0,
 }
 
 # Column name -> header in the paper's style; TER-like columns get a "↓" from the stored
