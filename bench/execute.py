@@ -55,13 +55,14 @@ def gpu_ids() -> list[str]:
 def claim_gpu(ids: Sequence[str], lock_dir: Path | None = None, poll_s: float = 1.0) -> Iterator[int | None]:
     """Hold one of the GPUs ``ids`` (waiting for a free one); yields its index, None without GPUs.
 
-    The claim is an flock on ``<lock_dir>/bench-gpu-<id>.lock``: the kernel drops it when the
-    process dies, so a killed run never keeps its GPU claimed.
+    The claim is an flock on ``<lock_dir>/bench-gpu-<id>.lock`` (``lock_dir``: env
+    ``BENCH_GPU_LOCK_DIR``, else the temporary directory): the kernel drops it when the process
+    dies, so a killed run never keeps its GPU claimed.
     """
     if len(ids) <= 1:
         yield 0 if ids else None
         return
-    lock_dir = Path(lock_dir or tempfile.gettempdir())
+    lock_dir = Path(lock_dir or os.environ.get("BENCH_GPU_LOCK_DIR") or tempfile.gettempdir())
     while True:
         for index, gid in enumerate(ids):
             fd = os.open(lock_dir / f"bench-gpu-{gid.replace('/', '_')}.lock", os.O_CREAT | os.O_RDWR, 0o666)

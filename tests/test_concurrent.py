@@ -5,8 +5,10 @@
   lease ran out, a damaged lock file past its grace period. Live: a running pid, another host
   still heartbeating, a lock being written.
 - The owner's heartbeat keeps its lease fresh and notices a takeover.
-- Two `bench run` processes started together on one suite: every run is trained once (the
-  attempts log in meta.json), both finish, and both did part of the work.
+- Runs in parallel on a multi-GPU machine claim distinct GPUs.
+- Two `bench run` processes started together on one suite (one of them with `--jobs 2`):
+  every run is trained once (the attempts log in meta.json), both finish, and both did part
+  of the work.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from bench import store
+from bench.execute import claim_gpu
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,6 +147,16 @@ def test_heartbeat_refreshes_lease_and_detects_takeover(tmp_path, monkeypatch):
     assert json.loads(handle.path.read_text())["token"] == "someone-else"  # not ours to delete
 
 
+def test_each_run_claims_its_own_gpu(tmp_path):
+    ids = ["GPU-aaaa", "GPU-bbbb"]
+    with claim_gpu(ids, lock_dir=tmp_path) as first, claim_gpu(ids, lock_dir=tmp_path) as second:
+        assert {first, second} == {0, 1}
+    with claim_gpu(ids, lock_dir=tmp_path) as again:
+        assert again == 0  # released when the runs ended
+    with claim_gpu(["GPU-only"], lock_dir=tmp_path) as only, claim_gpu([], lock_dir=tmp_path) as none:
+        assert (only, none) == (0, None)
+
+
 SUITE = """
 name: concurrent
 model: tiny-gpt2
@@ -168,7 +181,9 @@ def test_two_runners_share_a_suite(tmp_path):
     # Every run holds its lock for over a second, so the two runners certainly overlap.
     env.update({"OMP_NUM_THREADS": "1", "BENCH_FAULT": "slow@train_step:0", "BENCH_FAULT_SLOW_S": "1"})
     cmd = [sys.executable, "-m", "bench.cli", "run", str(suite), "--results", str(results), "--quiet"]
-    procs = [subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    # One runner with two loky worker processes (--jobs 2), one sequential.
+    procs = [subprocess.Popen(c, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+             for c in (cmd + ["--jobs", "2"], cmd)]
     errs = []
     for p in procs:
         _, err = p.communicate(timeout=300)
