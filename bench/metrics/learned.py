@@ -232,6 +232,7 @@ class MoverScore(_LearnedMetric):
         refs = [next(iter(r)) for r in references]
         idf_ref, idf_hyp = _idf(tok, refs), _idf(tok, list(hypotheses))
         drop = set(string.punctuation)
+        special = set(tok.all_special_ids)  # [CLS], [SEP]: weight 0 as in moverscore
         rows = np.zeros((len(hypotheses), 1))
         with torch.no_grad():
             for i, (hyp, ref) in enumerate(zip(hypotheses, refs)):
@@ -243,7 +244,7 @@ class MoverScore(_LearnedMetric):
                     words = tok.convert_ids_to_tokens(ids)
                     weight = np.array([idf.get(t, 0.0) for t in ids], dtype=np.float64)
                     for k, w in enumerate(words):
-                        if "##" in w or w in drop or t_special(tok, ids[k]):
+                        if "##" in w or w in drop or ids[k] in special:
                             emb[k], weight[k] = 0.0, 0.0
                     parts.append((emb, weight))
                 (r_emb, r_w), (h_emb, h_w) = parts
@@ -257,11 +258,6 @@ class MoverScore(_LearnedMetric):
                 _, flow = emd_with_flow(c1, c2, dist)
                 rows[i, 0] = 1.0 / (1.0 + float(np.sum(np.asarray(flow) * dist)))
         return rows
-
-
-def t_special(tok: Any, token_id: int) -> bool:
-    """Whether ``token_id`` is one of the tokenizer's special tokens ([CLS], [SEP]...)."""
-    return token_id in set(tok.all_special_ids)
 
 
 def _idf(tok: Any, texts: list[str]) -> dict[int, float]:

@@ -65,9 +65,9 @@ def _batch_min_edit_dist(
     n_ref = len(ref)
     rows = np.arange(n_ref + 1, dtype=np.int64)
     # Per (candidate, column, row): the diagonal move's cost and pointer into that row. Row
-    # 0 has no diagonal predecessor (its added cost keeps the move unreached).
+    # 0 has no diagonal predecessor: ``shifted`` keeps it unreached.
     mismatch = ref[None, None, :] != hyps[:, :, None]
-    diag_add = np.full((n_cand, n_hyp, n_ref + 1), _UNSET, dtype=np.int64)
+    diag_add = np.zeros((n_cand, n_hyp, n_ref + 1), dtype=np.uint8)
     diag_add[:, :, 1:] = mismatch
     diag_ptr = np.full((n_cand, n_hyp, n_ref + 1), _SUB, dtype=np.int8)
     diag_ptr[:, :, 1:][~mismatch] = _MATCH
@@ -244,9 +244,9 @@ def _best_shift(
     """tercom's CalcBestShift: the shifted hypothesis, its edits and alignment, or None.
 
     tercom tries the candidates one by one, longest phrases first, and stops as soon as no
-    remaining candidate can beat the best gain found. The edit distances of one length
-    group are computed together (vectorized); the acceptance and stopping rules then run
-    in tercom's order on them, so the outcome is tercom's.
+    remaining candidate can beat the best gain found. Here the edit distances of all
+    candidates are computed together (vectorized); the acceptance and stopping rules then
+    run in tercom's order on them, so the outcome is tercom's.
     """
     herr, rerr, ralign = _alignment_errors(path, len(cur), len(ref))
     shifts = _candidate_shifts(cur, locs, herr, rerr, ralign, max_shift_dist)
