@@ -251,6 +251,28 @@ def hub_reachable(timeout: float = 2.0) -> bool:
     return _HUB_REACHABLE
 
 
+def check_available(name: str) -> None:
+    """Fail fast, before any run starts, when ``name``'s weights cannot be had here."""
+    if name in TINY:
+        return
+    if name == EMBEDDED:
+        embedded_gguf_path()
+        return
+    repo, _, rev = name.partition("@")
+    if Path(repo).is_dir() or hub_reachable():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json", revision=rev or None)
+    if isinstance(cached, str):
+        return
+    raise ModelUnavailableError(
+        f"model {name!r} cannot be downloaded (the Hugging Face hub is unreachable and there is no "
+        f"cached copy); download it where the hub is reachable (`huggingface-cli download {repo} "
+        f"--local-dir DIR`) and put `model: DIR` in the suite, or use the embedded model `{EMBEDDED}`"
+    )
+
+
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 

@@ -46,6 +46,10 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     t0 = time.perf_counter()
     s = load_suite(suite)
     specs = expand(s)
+    from bench.models import check_available
+
+    for model in s.models:
+        check_available(model)  # one line, nothing written, before any run starts
     if only:
         labels = {sp.method_label for sp in specs}
         unknown = [x for x in only if x not in labels and not any(lb.startswith(x + "[") for lb in labels)]
