@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,16 @@ def score_predictions(
         raise BenchError("no score group given (use {'all': {}} to score every item)")
     masks = {name: group_mask(items, name, spec) for name, spec in groups.items()}
     references = [list(it.references) for it in items]
+    instances = {column: METRICS.get(metric_id)() for column, metric_id in metrics.items()}
+    # Statistics of all metrics at once: METEOR waits on its Java process (no GIL held)
+    # while the Python metrics compute. Results do not depend on the order.
+    with ThreadPoolExecutor(max_workers=max(1, min(4, len(instances)))) as pool:
+        futures = {c: pool.submit(m.stats, hypotheses, references) for c, m in instances.items()}
+        all_stats = {c: f.result() for c, f in futures.items()}
     rows: list[dict[str, Any]] = []
     for column, metric_id in metrics.items():
-        metric = METRICS.get(metric_id)()
-        stats = np.asarray(metric.stats(hypotheses, references), dtype=np.float64)
+        metric = instances[column]
+        stats = np.asarray(all_stats[column], dtype=np.float64)
         if stats.ndim != 2 or stats.shape[0] != len(items):
             raise BenchError(
                 f"metric {metric_id!r} returned statistics of shape {stats.shape}, "

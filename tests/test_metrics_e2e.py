@@ -413,3 +413,10 @@ def test_signatures_name_the_variant_and_tokenizer() -> None:
         assert "coco-ptb" in sigs[m]
     assert "beta:1.2" in sigs["e2e_rouge_l"] and "sigma:6.0" in sigs["e2e_cider"]
     assert "-norm" not in sigs["e2e_meteor"] and "norm:yes" in sigs["e2e_meteor"]
+
+
+@pytest.mark.parametrize("metric_id", PY_IDS)
+def test_missing_references_are_user_errors(metric_id: str) -> None:
+    metric = METRICS.get(metric_id)()
+    with pytest.raises(BenchError, match="no reference"):
+        metric.stats(["a pub", "a cafe"], [["a pub"], []])

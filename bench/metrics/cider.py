@@ -24,6 +24,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.metrics.coco_tokenizer import tokenize_corpus
 from bench.registry import METRICS
 
@@ -82,7 +83,7 @@ def cider_d(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> n
     scores = np.zeros(len(hypotheses))
     for i, (hyp, refs) in enumerate(zip(hypotheses, ref_vectors)):
         if not refs:
-            raise ValueError(f"item {i} has no reference")
+            raise BenchError(f"CIDEr: item {i} has no reference")
         h = _vector(_counts(hyp), df, log_items)
         total = np.zeros(N)
         for ref in refs:

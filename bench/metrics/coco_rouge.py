@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.metrics.coco_tokenizer import tokenize_corpus
 from bench.registry import METRICS
 
@@ -82,7 +83,7 @@ class CocoRougeL:
         out = np.zeros((len(hyps), 1))
         for i, (hyp, group) in enumerate(zip(hyps, refs)):
             if not group:
-                raise ValueError(f"item {i} has no reference")
+                raise BenchError(f"{self.name}: item {i} has no reference")
             out[i, 0] = rouge_l(hyp, group)
         return out
 

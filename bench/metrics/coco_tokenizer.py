@@ -31,6 +31,7 @@ import functools
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -376,17 +377,21 @@ def _following(lines: Sequence[str], i: int) -> str:
 # Recent corpora, so the three COCO metrics of one scoring call tokenize once.
 _CORPUS_CACHE: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 _CORPUS_CACHE_SIZE = 8
+# Held while tokenizing: metrics scored in parallel threads wait for one tokenization
+# instead of each starting the jar.
+_CORPUS_LOCK = threading.Lock()
 
 
 def _cached_batch(captions: tuple[str, ...], mode: str) -> list[str]:
     key = (mode, captions)
-    hit = _CORPUS_CACHE.pop(key, None)
-    if hit is None:
-        hit = CocoTokenizer(mode).tokenize(captions)
-    _CORPUS_CACHE[key] = hit  # re-insert: most recent last
-    while len(_CORPUS_CACHE) > _CORPUS_CACHE_SIZE:
-        _CORPUS_CACHE.pop(next(iter(_CORPUS_CACHE)))
-    return hit
+    with _CORPUS_LOCK:
+        hit = _CORPUS_CACHE.pop(key, None)
+        if hit is None:
+            hit = CocoTokenizer(mode).tokenize(captions)
+        _CORPUS_CACHE[key] = hit  # re-insert: most recent last
+        while len(_CORPUS_CACHE) > _CORPUS_CACHE_SIZE:
+            _CORPUS_CACHE.pop(next(iter(_CORPUS_CACHE)))
+        return hit
 
 
 def tokenize_corpus(

@@ -44,6 +44,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
 from bench.registry import METRICS
 
 _PUNCT = re.compile(r"([{-~\[-` -&(-+:-@/])")
@@ -152,11 +153,13 @@ class _MtevalMetric:
         self, hypotheses: Sequence[str], references: Sequence[Sequence[str]]
     ) -> tuple[list[tuple[str, ...]], tuple[tuple[str, ...], ...]]:
         if len(hypotheses) != len(references):
-            raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} reference groups")
+            raise BenchError(
+                f"{self.name}: {len(hypotheses)} hypotheses but {len(references)} reference groups"
+            )
         groups = tuple(tuple(g) for g in references)
         for i, group in enumerate(groups):
             if not group:
-                raise ValueError(f"item {i} has no reference")
+                raise BenchError(f"{self.name}: item {i} has no reference")
         return [_tokens(h, self.variant) for h in hypotheses], groups
 
 
