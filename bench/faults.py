@@ -12,7 +12,7 @@
 - ``#LABEL`` restricts the entry to the run whose method label is LABEL.
 
 Points: ``lock_acquired``, ``load``, ``train_step:N``, ``checkpoint_saved:N``,
-``write_trainable``, ``decode``, ``write_predictions``, ``score``, ``write_metrics``,
+``write_trainable``, ``trained`` (parameters published, meta.json not yet updated), ``decode``, ``write_predictions``, ``score``, ``write_metrics``,
 ``meta_done`` (metrics written, meta not yet ``done``), ``replace:<file name>`` (a store
 write, temporary file complete, not yet renamed).
 """

@@ -316,8 +316,9 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
             stage = "save"
             enter(stage)
             faults.checkpoint("write_trainable")
-            _save_trainable(folder, tuned, spec, {"train": train_meta, "cost": train_cost})
+            _save_trainable(folder, tuned, spec, {"train": train_meta, "cost": train_cost, "attempt": attempt["n"]})
             attempt["trained"] = True
+            faults.checkpoint("trained")
             meta["train"] = train_meta
             cost.update(train_cost)
         else:
@@ -326,6 +327,9 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
             meta.setdefault("train", stored.get("train", {}))
             for k, v in stored.get("cost", {}).items():
                 cost.setdefault(k, v)
+            n = stored.get("attempt")
+            if isinstance(n, int) and 0 < n <= len(attempts):
+                attempts[n - 1]["trained"] = True
         meta["trained"] = True
         (folder / "checkpoint.pt").unlink(missing_ok=True)
         if level in ("new", "trained"):
