@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,8 +202,7 @@ _ONE_RUN_PER_PROCESS = threading.Lock()
 
 
 def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None, force: bool = False,
-            retry_failed: bool = False, progress: bool = True,
-            log: Callable[[str], None] | None = None) -> RunOutcome:
+            retry_failed: bool = False, progress: bool = True) -> RunOutcome:
     """Bring one run to 'scored', doing only the missing stages. Never raises for a run failure.
 
     ``busy``: another live process holds the run. ``failed`` runs stay failed unless
