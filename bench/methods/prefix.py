@@ -266,11 +266,14 @@ class PrefixTuned(WrappedModel):
         """Inject ``kv`` (per role [b0, n_layers, 2, kv_heads, L, head_dim]) and shift the
         positions of decoder-only inputs by ``lengths`` ([b0]) for the block."""
         start = self.starts(input_ids, attention_mask)
+        # unbind, not indexing: its backward stacks the layers' gradients once, where 2 x
+        # n_layers index backwards would each zero-fill and copy a whole-prefix gradient
+        per_layer = {role: [layer.unbind(1) for layer in t.unbind(1)] for role, t in kv.items()}
         entries: dict[int, PrefixKV] = {}
         for s in self.sites:
-            t = kv.get(s.role)
-            if t is not None:
-                entries[id(s.module)] = PrefixKV(t[:, s.layer, 0], t[:, s.layer, 1], visible, start)
+            if s.role in per_layer:
+                key, value = per_layer[s.role][s.layer]
+                entries[id(s.module)] = PrefixKV(key, value, visible, start)
         shift = Shift(lengths.to(input_ids.device), start) if self.decoder_only else None
         with injecting(entries), shifting(shift):
             yield
