@@ -100,7 +100,7 @@ def test_bleu_lowercases_hypotheses() -> None:
     assert "dart-lc-split" in metric.signature() and "nrefs:3" in metric.signature()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~40-60 s per system (5,097 outputs x 3 references)
 @pytest.mark.parametrize("system", SYSTEMS)
 def test_ter_golden(data_dir: Path, dart_items, system: str) -> None:
     hyps, official = _fixture(data_dir, system)
@@ -120,14 +120,21 @@ def test_ter_uses_nonempty_references_only() -> None:
     assert metric.stats(["q"], [["a", "b", "c", "q"]]).tolist() == [[1.0, 1.0]]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not java_available(), reason="METEOR needs java and pycocoevalcap's jar")
-@pytest.mark.parametrize("system", SYSTEMS)
+@pytest.mark.parametrize(
+    "system",
+    [
+        "bart-large_dart.txt",
+        pytest.param("template.txt", marks=pytest.mark.slow),
+        pytest.param("ref0", marks=pytest.mark.slow),
+    ],
+)
 def test_meteor_golden(data_dir: Path, dart_items, system: str) -> None:
     hyps, official = _fixture(data_dir, system)
     metric = METRICS.get("dart_meteor")()
     stats = metric.stats(hyps, [it.references for it in dart_items])
-    assert abs(metric.aggregate(stats) - official["METEOR"]) <= 0.005
+    # The issue allows 0.005; we reproduce the jar's number to float rounding.
+    assert metric.aggregate(stats) == pytest.approx(official["METEOR"], abs=1e-9)
 
 
 # --------------------------------------------------------------------------- learned metrics

@@ -1,9 +1,11 @@
 """WebNLG 2017 metrics: normalization, multi-bleu BLEU, tercom TER, METEOR, chrF++.
 
 Golden numbers: data/webnlg/fixtures/official_scores*.json (the official challenge scripts
-run on fixed outputs). BLEU is compared at the script's printed precision (2 decimals,
-within 0.05 as the issue allows), TER and METEOR within 0.005 (we match the edit counts
-exactly). The TER search is also checked against a literal port of tercom's loops.
+run on fixed outputs). BLEU is compared at the script's printed precision (2 decimals, and
+the lengths and precisions it prints); TER by its exact edit count and reference length;
+METEOR to float rounding (the issue allows 0.05 BLEU and 0.005 METEOR/TER). The TER search
+is also checked against a literal port of tercom's loops, fast; the full-corpus TER
+goldens take ~25 s per system and are in the slow tier.
 """
 
 from __future__ import annotations
@@ -292,15 +294,22 @@ def _check_ter(hyps: list[str], official: dict, items: list[EvalItem]) -> None:
 # --------------------------------------------------------------------------- METEOR
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(not java_available(), reason="METEOR needs java and pycocoevalcap's jar")
-@pytest.mark.parametrize("system", SYSTEMS)
+@pytest.mark.parametrize(
+    "system",
+    [
+        "bart-large_webnlg-all.txt",
+        pytest.param("template.txt", marks=pytest.mark.slow),
+        pytest.param("oracle_first_lex.txt", marks=pytest.mark.slow),
+    ],
+)
 def test_meteor_golden(data_dir: Path, webnlg_items, system: str) -> None:
     hyps, official = _fixture(data_dir, system)
     metric = METRICS.get("webnlg_meteor")()
     stats = metric.stats(hyps, [it.references for it in webnlg_items])
     for group, mask in _masks(webnlg_items).items():
-        assert abs(metric.aggregate(stats[mask]) - official[group]["METEOR"]) <= 0.005, group
+        # The issue allows 0.005; we reproduce the jar's number to float rounding.
+        assert metric.aggregate(stats[mask]) == pytest.approx(official[group]["METEOR"], abs=1e-9), group
 
 
 @pytest.mark.skipif(not java_available(), reason="METEOR needs java and pycocoevalcap's jar")
