@@ -41,7 +41,7 @@ from bench import SCHEMA_VERSION, faults, store
 from bench.config import RunSpec
 from bench.errors import BenchError
 from bench.interfaces import EvalItem, Example, group_references
-from bench.models import LoadedModel, load_model
+from bench.models import TINY, LoadedModel, load_model
 from bench.train import DATA_ORDER_SALT, RunFailure
 
 BASE_MODEL_SEED = 0  # the init seed of the tiny random models (part of their fingerprint)
@@ -164,6 +164,10 @@ _MODELS_LOCK = threading.Lock()
 def base_model(name: str, seed: int = BASE_MODEL_SEED) -> LoadedModel:
     """The base model, loaded once per process; each run gets its own deep copy."""
     key = f"{name}:{seed}"
+    if name in TINY:
+        # Tiny test models gain nothing from threads, and a fixed thread count keeps their
+        # float reductions (hence metrics) identical across machines: CI's regression gate.
+        torch.set_num_threads(1)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = load_model(name, seed=seed)

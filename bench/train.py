@@ -16,9 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from typing_extensions import Self
 
 from bench import faults
 from bench.config import TrainConfig
@@ -82,6 +85,51 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+class MemoryPeak:
+    """Peak memory of one run's training, not of the whole process.
+
+    GPU: ``max_memory_allocated`` after a reset. CPU: the resident set size sampled every
+    10 ms from /proc (``ru_maxrss`` is a process-lifetime maximum, so in a process that ran
+    full fine-tuning first every later run would report full fine-tuning's peak).
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self._page
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    def __enter__(self) -> Self:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        elif os.path.exists("/proc/self/statm"):
+            self.peak_bytes = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    @property
+    def mb(self) -> float:
+        if self.device.type == "cuda" or self._thread is None:
+            return peak_memory_mb(self.device)
+        return self.peak_bytes / 2**20
 
 
 def encode_all(tokenizer: Any, examples: Sequence[Example], cfg: TrainConfig, is_encoder_decoder: bool) -> list[Encoded]:
@@ -178,6 +226,7 @@ def train(
             result.resumed_from = start_step
 
     tuned.train()
+    memory = MemoryPeak(device).__enter__()
     t0 = time.perf_counter()
     bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, leave=False,
                dynamic_ncols=True, file=sys.stderr)
@@ -230,7 +279,8 @@ def train(
                 named[n].copy_(t)
     tuned.eval()
     result.train_time_s = elapsed_before + time.perf_counter() - t0
-    result.peak_memory_mb = peak_memory_mb(device)
+    memory.__exit__(None, None, None)
+    result.peak_memory_mb = memory.mb
     return result
 
 

@@ -36,7 +36,7 @@ def test_smoke_twice_then_report(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_changing_one_method_redoes_only_its_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     suite = tmp_path / "s.yaml"
-    text = SMOKE.read_text().replace("max_steps: 6", "max_steps: 2")
+    text = SMOKE.read_text().replace("max_steps: 120", "max_steps: 2")
     suite.write_text(text)
     results = tmp_path / "results"
     assert main(["run", str(suite), "--results", str(results), "--quiet", "--only", "adapter", "prefix"]) == 0
