@@ -235,9 +235,6 @@ class PrefixTuned(WrappedModel):
         """Key index per row from which queries see the key/values (None: all; prefix)."""
         return None
 
-    def roles(self) -> tuple[str, ...]:
-        return tuple(roles_of(self.sites))
-
     # -- the model's own call signature -------------------------------------------------
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kw: Any
