@@ -239,7 +239,8 @@ def train(
             idx = order[step * cfg.grad_accum + micro]
             batch = _to(collate_train([data[i] for i in idx], pad_id=pad, is_encoder_decoder=is_encoder_decoder,
                                       decoder_start_id=decoder_start_id), device)
-            out = tuned(**batch)
+            # Labels stay out of the model call: HF would compute a second, unused loss.
+            out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
             loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
                                         reduction=cfg.loss)
             if faults.poisoned(f"train_step:{step}"):
@@ -354,7 +355,7 @@ def dev_loss(tuned: torch.nn.Module, dev: Sequence[Encoded], cfg: TrainConfig, p
         chunk = dev[i : i + cfg.batch_size]
         batch = _to(collate_train(chunk, pad_id=pad, is_encoder_decoder=is_encoder_decoder,
                                   decoder_start_id=decoder_start_id), device)
-        out = tuned(**batch)
+        out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
         loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
                                 reduction="sequence_sum")
         total += loss.item() * len(chunk)
