@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-
 # --------------------------------------------------------------------------- datasets
 
 

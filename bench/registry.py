@@ -65,6 +65,6 @@ def _load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    import bench.datasets  # noqa: F401
-    import bench.methods  # noqa: F401
+    import bench.datasets
+    import bench.methods
     import bench.metrics  # noqa: F401

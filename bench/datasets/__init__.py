@@ -2,8 +2,10 @@
 
 Each import below registers one dataset; add a dataset by writing one file and one line here.
 """
-from bench.datasets import synthetic_e2e  # noqa: F401
-from bench.datasets import webnlg  # noqa: F401
-from bench.datasets import dart  # noqa: F401
-from bench.datasets import xsum  # noqa: F401
-from bench.datasets import e2e  # noqa: F401
+from bench.datasets import (
+    dart,  # noqa: F401  (one module per component)
+    e2e,  # noqa: F401  (one module per component)
+    synthetic_e2e,  # noqa: F401  (one module per component)
+    webnlg,  # noqa: F401  (one module per component)
+    xsum,  # noqa: F401  (one module per component)
+)
