@@ -65,7 +65,7 @@ class LockLost(Exception):
 
 
 def stored_level(spec: RunSpec, folder: Path) -> str:
-    """How far the stored files of ``spec`` go: 'scored' | 'decoded' | 'trained' | 'new'."""
+    """How far the stored files of ``spec`` go: 'scored' | 'decoded' | 'trained' | 'weightless' | 'new'."""
     if not folder.exists():
         return "new"
     meta = store.read_meta(folder) or {}
@@ -76,11 +76,19 @@ def stored_level(spec: RunSpec, folder: Path) -> str:
         return "decoded"
     if (folder / "trainable.safetensors").exists():
         return "trained"
+    if meta.get("trained"):
+        # Trained once, but its parameters are not here (a results set committed without
+        # weights): only retraining (--force) or the weights file can produce new predictions.
+        return "weightless"
     return "new"
 
 
+WEIGHTLESS = ("trained, but its weights are not in this results set (committed without weights): "
+              "new predictions need trainable.safetensors put back in the run folder, or --force to retrain")
+
+
 def cache_state(spec: RunSpec, results: Path) -> str:
-    """'scored' | 'failed' | 'decoded' | 'trained' | 'new' for this spec in ``results``."""
+    """'scored' | 'failed' | 'decoded' | 'trained' | 'weightless' | 'new' for this spec in ``results``."""
     folder = store.run_dir(results, spec.train_key)
     level = stored_level(spec, folder)
     if level != "scored":
@@ -254,6 +262,8 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
     if meta.get("status") == "failed" and not retry_failed:
         return RunOutcome(spec.train_key, spec.method_label, "failed",
                           error=f"failed earlier at {meta.get('stage')}: {meta.get('error')} (--retry-failed retries)")
+    if level == "weightless":
+        return RunOutcome(spec.train_key, spec.method_label, "weightless", error=WEIGHTLESS)
     if not (folder / "spec.json").exists():
         store.write_json(folder / "spec.json", {"spec": spec.to_json()})
 
@@ -277,6 +287,8 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
 
     stage = "load"
     try:
+        if level == "decoded":
+            return _score_and_finish(spec, folder, handle, meta, attempt, enter, t0)
         enter("load")
         faults.checkpoint("load")
         loaded = base_model(spec.model)
@@ -350,21 +362,7 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
             if handle.lost.is_set():
                 raise LockLost(stage)
             store.upsert_parquet(folder / "predictions.parquet", pd.concat(frames, ignore_index=True), "decode_key")
-        stage = "score"
-        enter(stage)
-        faults.checkpoint("score")
-        metrics = score_run(spec, folder)
-        faults.checkpoint("write_metrics")
-        if handle.lost.is_set():
-            raise LockLost(stage)
-        store.upsert_parquet(folder / "metrics.parquet", metrics, "score_key")
-        faults.checkpoint("meta_done")
-        attempt.update({"status": "done", "finished": time.time()})
-        meta.update({"status": "done", "stage": "done", "finished": time.time()})
-        attempt["stage"] = "done"
-        _write_meta(folder, meta)
-        return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0,
-                          summary=_headline(metrics))
+        return _score_and_finish(spec, folder, handle, meta, attempt, enter, t0)
     except LockLost:
         # Another process reclaimed the run (our lease ran out while we were stalled): the
         # folder is its now, so nothing more is written here.
@@ -382,6 +380,25 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
             pass  # a full disk: the outcome below still reports the failure
         return RunOutcome(spec.train_key, spec.method_label, "failed", time.perf_counter() - t0,
                           error=f"{stage}: {reason[:300]}")
+
+
+def _score_and_finish(spec: RunSpec, folder: Path, handle: store.LockHandle, meta: dict[str, Any],
+                      attempt: dict[str, Any], enter: Any, t0: float) -> RunOutcome:
+    """Score the stored predictions and mark the run done (rescoring loads no model)."""
+    enter("score")
+    faults.checkpoint("score")
+    metrics = score_run(spec, folder)
+    faults.checkpoint("write_metrics")
+    if handle.lost.is_set():
+        raise LockLost("score")
+    store.upsert_parquet(folder / "metrics.parquet", metrics, "score_key")
+    faults.checkpoint("meta_done")
+    attempt.update({"status": "done", "finished": time.time()})
+    meta.update({"status": "done", "stage": "done", "finished": time.time()})
+    attempt["stage"] = "done"
+    _write_meta(folder, meta)
+    return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0,
+                      summary=_headline(metrics))
 
 
 def failure_reason(e: BaseException, spec: RunSpec) -> str:

@@ -18,6 +18,7 @@ A suite holds names and numbers only (never code or import paths)::
         config: {length: 5, mlp_width: 512}
         train: {lr: 8.0e-5}
         sweep: {length: [1, 5, 10]}   # one variant per value (config or train.X / decode.X)
+        only: {train_size: [500], subset: [0]}   # run this method in these grid cells only
     overrides:                      # per (method label, dataset) settings, e.g. Table 6
       - match: {method: prefix, dataset: webnlg}
         train: {lr: 5.0e-5}
@@ -49,7 +50,9 @@ DATASET_KEYS = (
     "nested_subsets", "train_filter", "eval_filter", "extrapolation", "max_eval_sources",
     "metrics", "train", "decode",
 )
-METHOD_KEYS = ("label", "method", "config", "train", "decode", "sweep")
+METHOD_KEYS = ("label", "method", "config", "train", "decode", "sweep", "only")
+# `only:` restricts a method to some cells of the grid (e.g. an ablation at one training size).
+ONLY_KEYS = ("dataset", "train_size", "subset", "model")
 OVERRIDE_KEYS = ("match", "config", "train", "decode")
 
 
@@ -62,6 +65,12 @@ class MethodEntry:
     config: Mapping[str, Any]
     train: Mapping[str, Any] = field(default_factory=dict)
     decode: Mapping[str, Any] = field(default_factory=dict)
+    only: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def applies(self, dataset: str, model: str, size: int | None, subset: int) -> bool:
+        """Whether this method runs in the grid cell (dataset, model, size, subset)."""
+        cell = {"dataset": dataset, "model": model, "train_size": size, "subset": subset}
+        return all(cell[k] in allowed for k, allowed in self.only.items())
 
 
 @dataclass(frozen=True)
@@ -341,6 +350,7 @@ def _parse_method(
         problems.append(f"{where}.method: unknown method {name!r}{did_you_mean(name, registry.names())}")
         return []
     label = str(m.get("label") or name)
+    only = _parse_only(m.get("only"), f"{where}.only", problems)
     config = dict(m.get("config") or {})
     sweep = m.get("sweep") or {}
     if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
@@ -363,8 +373,28 @@ def _parse_method(
         merged(train, tr, f"{where}.train", problems)
         merged(decode, de, f"{where}.decode", problems)
         if resolved is not None:
-            variants.append(MethodEntry(vlabel, name, resolved, tr, de))
+            variants.append(MethodEntry(vlabel, name, resolved, tr, de, only))
     return variants
+
+
+def _parse_only(value: Any, where: str, problems: list[str]) -> dict[str, tuple[Any, ...]]:
+    """``only: {train_size: [500], subset: [0]}`` -> key -> allowed values (scalars become 1-lists)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.append(f"{where}: expected a mapping with keys {', '.join(ONLY_KEYS)}, got {value!r}")
+        return {}
+    out: dict[str, tuple[Any, ...]] = {}
+    for key, allowed in value.items():
+        if key not in ONLY_KEYS:
+            problems.append(f"{where}: unknown key {key!r}{did_you_mean(str(key), ONLY_KEYS)}")
+            continue
+        values = allowed if isinstance(allowed, list) else [allowed]
+        if not values:
+            problems.append(f"{where}.{key}: expected a non-empty list of values")
+            continue
+        out[str(key)] = tuple(values)
+    return out
 
 
 def resolve_method_config(name: str, config: Mapping[str, Any], where: str, problems: list[str]) -> dict[str, Any] | None:
@@ -423,6 +453,8 @@ def expand(suite: Suite) -> list[RunSpec]:
                     metrics=dict(d.metrics),
                 )
                 for m in suite.methods:
+                    if not m.applies(d.name, model, size, subset if size else 0):
+                        continue
                     config = dict(m.config)
                     train = merged(suite.train, d.train, "train", problems)
                     train = merged(train, m.train, "train", problems)

@@ -19,6 +19,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retry-failed", action="store_true",
                    help="retry runs recorded as failed (from the stage that failed; trained parameters are kept)")
     p.add_argument("--only", nargs="+", default=None, metavar="LABEL", help="only these method labels")
+    p.add_argument("--where", nargs="+", default=None, metavar="KEY=V[,V]",
+                   help="only runs whose dataset / train_size / subset / seed / model is one of the values "
+                        "(e.g. --where subset=0 train_size=50,100): run a grid's cells in the order you choose")
     p.add_argument("--jobs", type=int, default=1,
                    help="local worker processes (default 1); with several GPUs, one run per GPU")
     p.add_argument("--backend", default="local", choices=["local", "dask"], help="local processes or a Dask cluster")
@@ -29,13 +32,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     outcomes = run_suite(suite=Path(args.suite), results=Path(args.results), data_dir=args.data_dir,
-                         force=args.force, retry_failed=args.retry_failed, only=args.only, jobs=args.jobs,
+                         force=args.force, retry_failed=args.retry_failed, only=args.only, where=args.where, jobs=args.jobs,
                          backend=args.backend, scheduler=args.scheduler, quiet=args.quiet)
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    return 1 if any(o.status in ("failed", "weightless") for o in outcomes) else 0
+
+
+WHERE_KEYS = {
+    "dataset": lambda sp: sp.data.name,
+    "train_size": lambda sp: sp.data.train_size,
+    "subset": lambda sp: sp.data.subset,
+    "seed": lambda sp: sp.seed,
+    "model": lambda sp: sp.model,
+}
+
+
+def select_where(specs: list, where: list[str]) -> list:
+    """The runs matching every ``KEY=V[,V]`` condition (values compared as text)."""
+    from bench.errors import BenchError, did_you_mean
+
+    for cond in where:
+        key, sep, values = cond.partition("=")
+        if not sep or not values:
+            raise BenchError(f"--where: expected KEY=VALUE[,VALUE], got {cond!r}")
+        if key not in WHERE_KEYS:
+            raise BenchError(f"--where: unknown key {key!r}{did_you_mean(key, list(WHERE_KEYS))} "
+                             f"(one of {', '.join(WHERE_KEYS)})")
+        allowed = set(values.split(","))
+        specs = [sp for sp in specs if str(WHERE_KEYS[key](sp)) in allowed]
+    return specs
 
 
 def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | None = None, force: bool = False,
-              retry_failed: bool = False, only: list[str] | None = None, jobs: int = 1, backend: str = "local",
+              retry_failed: bool = False, only: list[str] | None = None, where: list[str] | None = None,
+              jobs: int = 1, backend: str = "local",
               scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
     """Validate the whole suite first (nothing under results/ is touched on error), then run."""
     from bench.errors import BenchError
@@ -56,12 +85,18 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
         if unknown:
             raise BenchError(f"--only: no method labelled {unknown[0]!r} in {suite} (labels: {', '.join(sorted(labels))})")
         specs = [sp for sp in specs if sp.method_label in only or sp.method_label.split("[")[0] in only]
+    if where:
+        specs = select_where(specs, where)
     check_results_writable(results)
     todo, skipped = [], []
     for sp in specs:
         state = "new" if force else cache_state(sp, results)
         if state == "scored":
             skipped.append(RunOutcome(sp.train_key, sp.method_label, "cached"))
+        elif state == "weightless":
+            from bench.runner import WEIGHTLESS
+
+            skipped.append(RunOutcome(sp.train_key, sp.method_label, "weightless", error=WEIGHTLESS))
         elif state == "failed" and not retry_failed:
             skipped.append(RunOutcome(sp.train_key, sp.method_label, "failed",
                                       error="failed earlier (see `bench ls --failed`; --retry-failed retries)"))
@@ -85,11 +120,12 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
                    force=force, retry_failed=retry_failed, progress=not quiet, on_outcome=report)
     outcomes = skipped + done
     for o in skipped:
-        if o.status == "failed":
+        if o.status in ("failed", "weightless"):
             report(o)
-    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed")}
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed", "weightless")}
+    needs = f", {counts['weightless']} need their weights" if counts["weightless"] else ""
     print(f"bench: {s.name}: {len(outcomes)} runs: {counts['done']} done, {counts['cached']} cached, "
-          f"{counts['failed']} failed ({time.perf_counter() - t0:.1f}s); results in {results}", file=sys.stderr)
+          f"{counts['failed']} failed{needs} ({time.perf_counter() - t0:.1f}s); results in {results}", file=sys.stderr)
     if counts["failed"]:
         print(f"bench: see why with `bench ls --failed --results {results}`; retry with --retry-failed",
               file=sys.stderr)

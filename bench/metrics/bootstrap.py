@@ -17,7 +17,7 @@ IDF) stay fixed across resamples.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,19 +91,43 @@ def paired_bootstrap(
     following ``metric.higher_is_better``; the +1 keeps it above zero, since 1000 resamples
     cannot show a probability below 1/1001.
     """
-    a = np.asarray(stats_a, dtype=np.float64)
-    b = np.asarray(stats_b, dtype=np.float64)
-    if a.shape[0] != b.shape[0]:
-        raise ValueError(f"paired bootstrap needs the same examples: {a.shape[0]} vs {b.shape[0]} rows")
-    ra, rb = [], []
-    for idx in _index_blocks(len(a), n_boot, seed):
-        ra.append(_scores_for(metric, a, idx))
-        rb.append(_scores_for(metric, b, idx))
-    sa, sb = np.concatenate(ra), np.concatenate(rb)
-    diff = sb - sa
+    return pooled_paired_bootstrap(metric, [(stats_a, stats_b)], n_boot=n_boot, seed=seed)
+
+
+def pooled_paired_bootstrap(
+    metric: Any,
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> PairedResult:
+    """The paired bootstrap of the mean difference over several (A, B) pairs on one test set.
+
+    Each pair is two systems trained on the same data (one sampled subset and seed, say) and
+    scored on the same examples in the same order; every resample of the examples is applied
+    to all pairs at once, and B - A is averaged over the pairs. With one pair this is Koehn's
+    test. The interval covers the test-set sampling only, not the spread over subsets.
+    """
+    if not pairs:
+        raise ValueError("paired bootstrap needs at least one pair of runs")
+    arrays = [(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)) for a, b in pairs]
+    n = arrays[0][0].shape[0]
+    for a, b in arrays:
+        if a.shape[0] != b.shape[0] or a.shape[0] != n:
+            raise ValueError(f"paired bootstrap needs the same examples: {a.shape[0]} vs {b.shape[0]} rows")
+    diffs, sums_a, sums_b = [], 0.0, 0.0
+    for idx in _index_blocks(n, n_boot, seed):
+        d = np.zeros(idx.shape[0])
+        for a, b in arrays:
+            d += _scores_for(metric, b, idx) - _scores_for(metric, a, idx)
+        diffs.append(d / len(arrays))
+    for a, b in arrays:
+        sums_a += float(metric.aggregate(a))
+        sums_b += float(metric.aggregate(b))
+    diff = np.concatenate(diffs)
     not_better = diff <= 0 if metric.higher_is_better else diff >= 0
     lo, hi = np.percentile(diff, [2.5, 97.5])
-    score_a, score_b = float(metric.aggregate(a)), float(metric.aggregate(b))
+    score_a, score_b = sums_a / len(arrays), sums_b / len(arrays)
     return PairedResult(
         score_a=score_a,
         score_b=score_b,

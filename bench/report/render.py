@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.errors import BenchError
 from bench.report import tables
+from bench.report.claims import ClaimReport, claims_report
 from bench.report.data import ResultSet, collect_all, collect_suite
 from bench.report.figures import ReportFigure, build_figures
 from bench.report.reference import reference_settings
@@ -49,10 +50,11 @@ def _reference_line(rs: ResultSet, stats: tables.RefStats) -> str:
     return f"No paper value is shown: {why}."
 
 
-def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files: list[str]) -> str:
+def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files: list[str],
+                    claims: ClaimReport | None = None) -> str:
     """The report text; figures are referenced by file name (relative to the markdown file)."""
     stats = tables.RefStats()
-    body: list[str] = []
+    body: list[str] = list(claims.lines) if claims else []
     scores = rs.scores
     body += tables.main_tables(scores, rs.runs, stats=stats)
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats)
@@ -93,7 +95,8 @@ def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
     """Write ``out/<suite>.md`` and its figures; returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     stem = _safe(rs.suite)
-    figures = build_figures(rs)
+    claims = claims_report(rs.scores, rs.runs, rs.missing)
+    figures = claims.figures + build_figures(rs)
     files = [f"{stem}_{_safe(f.stem)}.png" for f in figures]
     paths = []
     for fig, name in zip(figures, files):
@@ -103,7 +106,7 @@ def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
         os.replace(tmp, path)
         paths.append(path)
     md = out / f"{stem}.md"
-    _write_text(md, render_markdown(rs, figures, figure_files=files))
+    _write_text(md, render_markdown(rs, figures, figure_files=files, claims=claims))
     return ReportOutput(rs.suite, md, tuple(paths))
 
 
