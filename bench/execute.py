@@ -128,7 +128,7 @@ def _backend(backend: str, jobs: int, scheduler: str | None, *, results: Path, d
     results_abs = str(Path(results).resolve())
     data_abs = str(Path(data_dir).resolve()) if data_dir else None
     if data_abs is None:
-        from bench.runner import _data_dir
+        from bench.pipeline import _data_dir
 
         found = _data_dir(None)  # BENCH_DATA_DIR of this process, which workers may not have
         data_abs = str(found.resolve()) if found else None

@@ -15,6 +15,7 @@ import pytest
 from bench import store
 from bench.identity import digest
 from bench.report import reference
+from bench.report.claims import claims_report
 from bench.report.data import collect_all, collect_suite
 from bench.report.figures import build_figures, interval95, t_quantile
 from bench.report.render import render_markdown, report
@@ -300,7 +301,11 @@ def test_figures_axes_and_pngs(tmp_path: Path) -> None:
     assert xsum.get_ylabel() == "ROUGE-1"  # rouge-score values are stored x100 already
 
     [out] = report(results=tmp_path / "results", out=tmp_path / "reports")
-    assert {p.name for p in out.figures} == {f"ablation_{s}.png" for s in figs}
+    # The claims section (bench/report/claims.py) adds its own Figure 3 panels: prefix and
+    # fine-tuning over training sizes are present in this tree.
+    claim_figs = {f.stem for f in claims_report(rs.scores, rs.runs, rs.missing).figures}
+    assert claim_figs == {"claim2_e2e_test", "claim2_e2e_dev"}
+    assert {p.name for p in out.figures} == {f"ablation_{s}.png" for s in set(figs) | claim_figs}
     for path in out.figures:
         with Image.open(path) as im:
             im.verify()

@@ -21,8 +21,9 @@ import torch
 from bench import store
 from bench.config import TrainConfig
 from bench.models import load_model
+from bench.pipeline import seed_everything
 from bench.registry import DATASETS, METHODS
-from bench.runner import run_one, seed_everything
+from bench.runner import run_one
 from bench.suite import expand, load_suite
 from bench.train import train
 
