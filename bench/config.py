@@ -8,6 +8,7 @@ first, so a suite reports all its mistakes at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ T = TypeVar("T")
 class TrainConfig:
     """The shared training loop's settings (AdamW, linear schedule, no weight decay: Table 6)."""
 
-    epochs: float = 10
+    epochs: float = 10.0
     max_steps: int | None = None  # overrides epochs when set (the low-data protocol)
     lr: float = 5e-5
     batch_size: int = 5
@@ -127,7 +128,7 @@ class RunSpec:
                 "train_filter": {k: list(v) for k, v in d.train_filter.items()},
             },
             "seed": self.seed,
-            "train": dataclasses.asdict(self.train) | {"checkpoint_every": None},
+            "train": by_value(self.train) | {"checkpoint_every": None},
         }
 
     @property
@@ -140,7 +141,7 @@ class RunSpec:
         return digest(
             {
                 "train_key": self.train_key,
-                "decode": dataclasses.asdict(self.decode) | {"batch_size": None},
+                "decode": by_value(self.decode) | {"batch_size": None},
                 "eval_splits": list(d.eval_splits),
                 "eval_filter": {k: list(v) for k, v in d.eval_filter.items()},
                 "max_eval_sources": d.max_eval_sources,
@@ -151,12 +152,61 @@ class RunSpec:
     def score_key(self) -> str:
         return digest({"decode_key": self.decode_key, "metrics": dict(self.metric_versions), "columns": dict(self.data.metrics)})
 
+    def legacy_variant(self) -> RunSpec | None:
+        """This run under the key bench gave it before keys were built from values, where that
+        key differs: an integral ``epochs`` was hashed as an integer when no setting had been
+        merged into the default TrainConfig (e.g. every run of suites/smoke.yaml, so
+        results/baselines/ci.parquet). ``store.adopt_stored_keys`` uses it when that folder exists."""
+        if not float(self.train.epochs).is_integer():
+            return None
+        old = _IntEpochsKeys(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        return old if old.train_key != self.train_key else None
+
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["train_key"] = self.train_key
         out["decode_key"] = self.decode_key
         out["score_key"] = self.score_key
         return out
+
+
+@dataclass(frozen=True)
+class _IntEpochsKeys(RunSpec):
+    """A RunSpec keyed the pre-value way (``epochs`` as an integer); see ``legacy_variant``."""
+
+    def train_identity(self) -> dict[str, Any]:
+        ident = super().train_identity()
+        ident["train"]["epochs"] = int(self.train.epochs)
+        return ident
+
+
+# ----------------------------------------------------------------------------- keys by value
+
+
+def _float_field(tp: Any) -> bool:
+    """Whether a field typed ``tp`` holds floats but not integers (``float``, ``float | None``)."""
+    args = typing.get_args(tp) if typing.get_origin(tp) in (Union, types.UnionType) else (tp,)
+    return float in args and int not in args
+
+
+def normal_value(value: Any, tp: Any) -> Any:
+    """``value`` as the field typed ``tp`` holds it: an integer given for a float field becomes a
+    float, so ``epochs: 10`` and ``epochs: 10.0`` (and the default) are one value and one key."""
+    if isinstance(value, int) and not isinstance(value, bool) and _float_field(tp):
+        return float(value)
+    return value
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def by_value(obj: Any) -> dict[str, Any]:
+    """A frozen config's fields as the run keys hash them: by value, not by how they were spelt
+    (a dataclass built directly with ``epochs=10`` hashes like one read from YAML)."""
+    hints = _hints(type(obj))
+    return {k: normal_value(v, hints[k]) for k, v in dataclasses.asdict(obj).items()}
 
 
 # ----------------------------------------------------------------------------- validation
@@ -207,7 +257,7 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, probl
             ok = False
     if not ok:
         return None
-    values = {k: (float(v) if hints[k] is float and isinstance(v, int) else v) for k, v in data.items()}
+    values = {k: normal_value(v, hints[k]) for k, v in data.items()}
     for k, v in list(values.items()):
         if isinstance(v, list):
             values[k] = tuple(v)

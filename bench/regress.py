@@ -194,9 +194,13 @@ def compare(
     missing_runs: pd.DataFrame | None = None,
     tolerances: Mapping[str, Mapping[str, float]] | None = None,
     default_tolerance: float = DEFAULT_TOLERANCE,
+    key_aliases: Mapping[str, str] | None = None,
 ) -> RegressResult:
     """Outcome per baseline metric (and per new current metric); see the module docstring.
-    ``tolerances`` maps suite name -> {metric: tolerance}; None = each run's spec tolerances."""
+    ``tolerances`` maps suite name -> {metric: tolerance}; None = each run's spec tolerances.
+    ``key_aliases`` maps a run's pre-value key (``RunSpec.legacy_variant``) to its key now: a
+    baseline row under the old key matches by key, not only by identity."""
+    aliases = dict(key_aliases or {})
     records = current.to_dict("records")  # one dict per row: its id() marks it as matched
     cur_by_key = {(r["train_key"], *(r[c] for c in CELL)): r for r in records}
     cur_by_id: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -224,7 +228,7 @@ def compare(
 
     for b in baseline.to_dict("records"):
         cell = tuple(b[c] for c in CELL)
-        c = cur_by_key.get((b["train_key"], *cell))
+        c = cur_by_key.get((b["train_key"], *cell)) or cur_by_key.get((aliases.get(b["train_key"]), *cell))
         note = ""
         if c is None:
             candidates = cur_by_id.get((*_identity(b), *cell), [])
@@ -254,7 +258,8 @@ def compare(
                 note = (note + "; " if note else "") + "lower is better"
             out(outcome, b, baseline=float(b["value"]), current=float(c["value"]), delta=delta, tolerance=tol, note=note)
             continue
-        run = run_by_key.get(b["train_key"]) or run_by_id.get(_identity(b))
+        run = (run_by_key.get(b["train_key"]) or run_by_key.get(aliases.get(b["train_key"]))
+               or run_by_id.get(_identity(b)))
         if run is not None and run.get("status") == "failed":
             failed_seen.add(run["train_key"])
             out("failed", b, baseline=b["value"], note=f"{run.get('stage')}: {run.get('error')}")
@@ -346,8 +351,12 @@ def regress(
             text += "\nChanges against the previous baseline:\n\n" + to_markdown(previous, baseline=baseline)
         return previous, text
     base = read_baseline(baseline)
+    aliases: dict[str, str] = {}
     if suite is not None:
         base = base[base["suite"].isin(set(suites))]
+        from bench.suite import expand, load_suite
+
+        aliases = {old.train_key: sp.train_key for sp in expand(load_suite(suite)) if (old := sp.legacy_variant())}
     result = compare(base, scores, runs, missing_runs=missing, tolerances=tolerances,
-                     default_tolerance=default_tolerance)
+                     default_tolerance=default_tolerance, key_aliases=aliases)
     return result, to_markdown(result, baseline=baseline)

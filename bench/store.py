@@ -52,6 +52,18 @@ def run_dir(results: Path, train_key: str) -> Path:
     return runs_dir(results) / train_key
 
 
+def adopt_stored_keys(specs: list[Any], results: Path) -> list[Any]:
+    """Each RunSpec, or its ``legacy_variant`` where only that key's folder is stored: runs keyed
+    before keys were built from values stay cached, reported and comparable."""
+    out = []
+    for spec in specs:
+        old = spec.legacy_variant()
+        if old is not None and not run_dir(results, spec.train_key).exists() and run_dir(results, old.train_key).exists():
+            spec = old
+        out.append(spec)
+    return out
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 TMP_SUFFIX = ".tmp"

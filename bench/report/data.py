@@ -249,7 +249,7 @@ def collect_suite(*, suite: Path, results: Path) -> ResultSet:
     from bench.suite import expand, load_suite
 
     s = load_suite(suite)
-    specs = expand(s)
+    specs = store.adopt_stored_keys(expand(s), results)
     stored = load_runs_with_extras(results)
     known = set(stored["train_key"])
     wanted = [sp.train_key for sp in specs]
