@@ -89,6 +89,11 @@ class DatasetBuilder(Protocol):
     score_groups: ClassVar[Mapping[str, Mapping[str, Sequence[str]]]]
     options: ClassVar[Mapping[str, Any]]  # option name -> default; validated by the suite
 
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; BenchError (one line) on an unknown key or a bad
+        value. The suite calls it at validation time, ``load`` again."""
+        ...
+
     def load(
         self, split: str, *, data_dir: Path | None, options: Mapping[str, Any]
     ) -> list[Example]:

@@ -255,11 +255,20 @@ def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> Da
     if not isinstance(user_options, Mapping):
         problems.append(f"{where}.options: expected a mapping")
         user_options = {}
+    bad_key = False
     for k, v in user_options.items():
         if k not in options:
             problems.append(f"{where}.options: unknown option {k!r} for {name}{did_you_mean(str(k), options)}")
+            bad_key = True
         else:
             options[k] = v
+    check = getattr(builder, "check_options", None)
+    if check is not None and not bad_key:
+        # The dataset's own check of types and allowed values, here rather than when the run starts.
+        try:
+            check(dict(user_options))
+        except BenchError as e:
+            problems.append(f"{where}.options: {e}")
     splits = tuple(getattr(builder, "splits", ()))
     train_split = str(d.get("train_split", "train"))
     eval_splits = d.get("eval_splits", ["test"])

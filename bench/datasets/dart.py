@@ -130,12 +130,18 @@ class DART:
         "drop_empty_annotations": True,
     }
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; a BenchError names a bad key or value (the suite
+        calls this at validation time, so `bench validate` catches what a run would)."""
+        return check_options(cls.name, options, cls.options)
+
     def load(
         self, split: str, *, data_dir: Path | None, options: Mapping[str, Any]
     ) -> list[Example]:
         if split not in self.splits:
             raise BenchError(f"dart: unknown split {split!r}{did_you_mean(split, self.splits)}")
-        opts = check_options(self.name, options, self.options)
+        opts = self.check_options(options)
         if data_dir is None:
             return self._examples(split, self._hub_records(split), opts)
         path = split_file(folder(data_dir, self.name), split)

@@ -181,13 +181,19 @@ class E2E:
     score_groups: ClassVar[Mapping[str, Mapping[str, Sequence[str]]]] = SCORE_GROUPS
     options: ClassVar[Mapping[str, Any]] = {"format": "official"}
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; a BenchError names a bad key or value (the suite
+        calls this at validation time, so `bench validate` catches what a run would)."""
+        return check_options(options, cls.options)
+
     def load(
         self, split: str, *, data_dir: Path | None, options: Mapping[str, Any] | None = None
     ) -> list[Example]:
         """All examples of ``split`` in file order (train rows are shuffled in the file)."""
         if split not in self.splits:
             raise BenchError(f"e2e has no split {split!r}{did_you_mean(split, self.splits)}")
-        opts = check_options(options, self.options)
+        opts = self.check_options(options or {})
         folder = dataset_dir(data_dir, FOLDER)
         if folder is None:
             return to_examples(split, hub_rows(split), opts["format"], f"hub {HUB_ID} {split} row")

@@ -515,6 +515,22 @@ class SyntheticE2E:
         "refs_per_mr": (2, 5),
     }
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; a BenchError names a bad key or value (the suite
+        calls this at validation time, so `bench validate` catches what a run would)."""
+        given = dict(options or {})
+        unknown = sorted(set(given) - set(cls.options))
+        if unknown:
+            raise BenchError(
+                f"synthetic_e2e: unknown option {unknown[0]!r}{did_you_mean(unknown[0], cls.options)}"
+            )
+        opts = {**cls.options, **given}
+        for key, minimum in (("seed", 0), ("n_train_mrs", 1), ("n_dev_mrs", 1), ("n_test_mrs", 1)):
+            _int_option(opts, key, minimum)
+        _refs_option(opts["refs_per_mr"])
+        return opts
+
     def location(self, data_dir: Any = None) -> str:
         """Where ``load`` reads from, for ``bench data ls``: nowhere, it generates."""
         return "embedded (generated in memory; needs no files)"
@@ -527,18 +543,7 @@ class SyntheticE2E:
             raise BenchError(
                 f"synthetic_e2e has no split {split!r}{did_you_mean(split, self.splits)}"
             )
-        given = dict(options or {})
-        unknown = sorted(set(given) - set(self.options))
-        if unknown:
-            raise BenchError(
-                f"synthetic_e2e: unknown option {unknown[0]!r}{did_you_mean(unknown[0], self.options)}"
-            )
-        opts = {**self.options, **given}
-        data = generate(
-            _int_option(opts, "seed", 0),
-            _int_option(opts, "n_train_mrs", 1),
-            _int_option(opts, "n_dev_mrs", 1),
-            _int_option(opts, "n_test_mrs", 1),
-            _refs_option(opts["refs_per_mr"]),
-        )
+        opts = self.check_options(options or {})
+        data = generate(opts["seed"], opts["n_train_mrs"], opts["n_dev_mrs"], opts["n_test_mrs"],
+                        _refs_option(opts["refs_per_mr"]))
         return list(data[split])

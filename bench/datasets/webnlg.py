@@ -95,12 +95,18 @@ class WebNLG:
     }
     options: ClassVar[Mapping[str, Any]] = {"good_only": True, "underscores_to_spaces": False}
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; a BenchError names a bad key or value (the suite
+        calls this at validation time, so `bench validate` catches what a run would)."""
+        return check_options(cls.name, options, cls.options)
+
     def load(
         self, split: str, *, data_dir: Path | None, options: Mapping[str, Any]
     ) -> list[Example]:
         if split not in self.splits:
             raise BenchError(f"webnlg: unknown split {split!r}{did_you_mean(split, self.splits)}")
-        opts = check_options(self.name, options, self.options)
+        opts = self.check_options(options)
         if data_dir is None:
             return self._from_hub(split, opts)
         entries = read_entries(folder(data_dir, self.name), split)

@@ -145,12 +145,18 @@ class XSum:
     score_groups: ClassVar[Mapping[str, Mapping[str, Sequence[str]]]] = {"all": {}}
     options: ClassVar[Mapping[str, Any]] = {}
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``options``; a BenchError names a bad key or value (the suite
+        calls this at validation time, so `bench validate` catches what a run would)."""
+        return check_options(cls.name, options, cls.options)
+
     def load(
         self, split: str, *, data_dir: Path | None, options: Mapping[str, Any]
     ) -> list[Example]:
         if split not in self.splits:
             raise BenchError(f"xsum: unknown split {split!r}{did_you_mean(split, self.splits)}")
-        check_options(self.name, options, self.options)
+        self.check_options(options)
         if data_dir is None:
             return self._from_hub(split)
         xsum_dir = folder(data_dir, self.name)
