@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -243,8 +244,11 @@ def _type_name(tp: Any) -> str:
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, problems: list[str]) -> T | None:
     """Build the frozen dataclass ``cls`` from ``data``; append problems (prefixed by ``where``)."""
+    if data is not None and not isinstance(data, Mapping):
+        problems.append(f"{where}: expected a mapping of settings (key: value), got {data!r}"[:300])
+        return None
     data = dict(data or {})
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     ok = True
     for key in data:
@@ -254,6 +258,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, probl
     for key in names:
         if key in data and not _type_ok(data[key], hints[key]):
             problems.append(f"{where}.{key}: expected {_type_name(hints[key])}, got {data[key]!r}")
+            ok = False
+        elif key in data and isinstance(data[key], float) and not math.isfinite(data[key]):
+            problems.append(f"{where}.{key}: expected a finite number, got {data[key]!r}")
             ok = False
     if not ok:
         return None
@@ -273,5 +280,7 @@ def merged(base: Any, overrides: Mapping[str, Any] | None, where: str, problems:
     """``base`` (a frozen dataclass) with ``overrides`` applied and validated."""
     if not overrides:
         return base
+    if not isinstance(overrides, Mapping):
+        return from_mapping(type(base), overrides, where, problems)
     data = dataclasses.asdict(base) | dict(overrides)
     return from_mapping(type(base), data, where, problems)

@@ -151,7 +151,11 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise BenchError(f"{path}: not a readable parquet file (damaged or truncated: {first})") from None
     version = (table.schema.metadata or {}).get(b"schema_version")
     _check_version(path, int(version) if version else None)
     return table.to_pandas()
@@ -450,6 +454,10 @@ def load_runs(results: Path) -> pd.DataFrame:
     """One row per run folder: spec summary + meta (status, params, costs)."""
     rows = []
     root = runs_dir(results)
+    if Path(results).exists() and not Path(results).is_dir():
+        raise BenchError(f"results directory {results} is a file, not a folder")
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"{root}: is a file; a results folder holds its runs in the folder runs/")
     for folder in sorted(root.iterdir()) if root.exists() else []:
         if not folder.is_dir() or not (folder / "spec.json").exists():
             continue

@@ -116,6 +116,17 @@ class Suite:
 # ----------------------------------------------------------------------------- loading
 
 
+def _list(raw: Mapping[str, Any], key: str, problems: list[str]) -> list[Any]:
+    """``raw[key]`` as a list (absent = empty); anything else is a problem."""
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{key}: expected a list, got {value!r}"[:300])
+        return []
+    return value
+
+
 def _unknown(data: Mapping[str, Any], allowed: tuple[str, ...], where: str, problems: list[str]) -> None:
     for key in data:
         if key not in allowed:
@@ -140,8 +151,14 @@ def load_suite(path: str | Path) -> Suite:
     path = Path(path)
     if not path.exists():
         raise BenchError(f"suite file not found: {path}")
+    if path.is_dir():
+        raise BenchError(f"{path}: is a directory, not a suite file (`bench validate` accepts folders)")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text (byte {e.start}); a suite is a YAML file") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
@@ -174,7 +191,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
     decode = from_mapping(DecodeConfig, raw.get("decode"), "decode", problems) or DecodeConfig()
 
     datasets = []
-    for i, d in enumerate(raw.get("datasets") or []):
+    for i, d in enumerate(_list(raw, "datasets", problems)):
         entry = _parse_dataset(d, f"datasets[{i}]", problems, DATASETS)
         if entry is not None:
             datasets.append(entry)
@@ -182,7 +199,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
         problems.append("datasets: required, a non-empty list")
 
     methods: list[MethodEntry] = []
-    for i, m in enumerate(raw.get("methods") or []):
+    for i, m in enumerate(_list(raw, "methods", problems)):
         methods.extend(_parse_method(m, f"methods[{i}]", problems, METHODS, train, decode))
     if not raw.get("methods"):
         problems.append("methods: required, a non-empty list")
@@ -191,7 +208,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
         problems.append(f"methods: label {dup!r} is used twice; give each row its own label")
 
     overrides = []
-    for i, o in enumerate(raw.get("overrides") or []):
+    for i, o in enumerate(_list(raw, "overrides", problems)):
         where = f"overrides[{i}]"
         if not isinstance(o, Mapping):
             problems.append(f"{where}: expected a mapping with match/train/decode")
@@ -209,7 +226,9 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
             problems.append(f"{where}.match.dataset: no dataset {match['dataset']!r} in the suite{did_you_mean(str(match['dataset']), names)}")
         merged(train, o.get("train"), f"{where}.train", problems)
         merged(decode, o.get("decode"), f"{where}.decode", problems)
-        if o.get("config"):
+        if o.get("config") is not None and not isinstance(o["config"], Mapping):
+            problems.append(f"{where}.config: expected a mapping of method settings, got {o['config']!r}"[:300])
+        elif o.get("config"):
             targets = [m for m in methods if "method" in match and m.label.split("[")[0] == match["method"]]
             if not targets:
                 problems.append(f"{where}.config: needs match.method naming the method row whose config it changes")
@@ -274,6 +293,9 @@ def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> Da
     eval_splits = d.get("eval_splits", ["test"])
     if isinstance(eval_splits, str):
         eval_splits = [eval_splits]
+    if not isinstance(eval_splits, list) or not eval_splits or not all(isinstance(s, str) for s in eval_splits):
+        problems.append(f"{where}.eval_splits: expected a non-empty list of split names, got {eval_splits!r}")
+        eval_splits = ["test"]
     for s in [train_split, *eval_splits]:
         if splits and s not in splits:
             problems.append(f"{where}: unknown split {s!r} of {name}{did_you_mean(str(s), splits)}")
@@ -360,9 +382,14 @@ def _parse_method(
         return []
     label = str(m.get("label") or name)
     only = _parse_only(m.get("only"), f"{where}.only", problems)
+    for key in ("config", "train", "decode"):
+        if m.get(key) is not None and not isinstance(m[key], Mapping):
+            problems.append(f"{where}.{key}: expected a mapping of settings (key: value), got {m[key]!r}"[:300])
+            return []
     config = dict(m.get("config") or {})
     sweep = m.get("sweep") or {}
-    if not isinstance(sweep, Mapping) or not all(isinstance(v, list) and v for v in sweep.values()):
+    if not isinstance(sweep, Mapping) or not all(isinstance(k, str) and isinstance(v, list) and v
+                                                 for k, v in sweep.items()):
         problems.append(f"{where}.sweep: expected a mapping key -> non-empty list of values")
         sweep = {}
     variants = []

@@ -21,8 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    import math
+
+    from bench.errors import BenchError
     from bench.regress import regress
 
+    if not math.isfinite(args.tolerance) or args.tolerance < 0:
+        raise BenchError(f"--tolerance must be a finite number >= 0, got {args.tolerance}")
     result, text = regress(baseline=Path(args.baseline), results=Path(args.results),
                            suite=Path(args.suite) if args.suite else None, update=args.update,
                            default_tolerance=args.tolerance)

@@ -18,7 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def suite_files(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
-        out.extend(sorted(p.rglob("*.y*ml")) if p.is_dir() else [p])
+        found = sorted(p.rglob("*.y*ml")) if p.is_dir() else [p]
+        if not found:
+            raise BenchError(f"{p}: no suite files (*.yaml) in this folder")
+        out.extend(found)
     return out
 
 

@@ -1,0 +1,273 @@
+"""Malformed input never ends in a traceback: a table of bad suites, data files, hypothesis files,
+flags and damaged results folders, each run through ``bench.cli.main`` in process.
+
+Each case expects exit status 2 (a user mistake: one ``bench: error:`` line naming the file, key
+or line) unless it says otherwise; an uncaught exception fails the test with its traceback.
+Damaged run folders: ``bench ls`` lists them as damaged, ``bench report`` / ``bench regress``
+skip them with a warning and fail with "missing", ``bench run`` redoes only what is damaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+DATA = Path("/nonexistent")  # replaced by the shared data folder where one exists
+
+TINY = """
+name: tiny
+model: tiny-gpt2
+seeds: [0]
+train: {max_steps: 2, batch_size: 2, max_target_tokens: 32}
+decode: {beam_size: 1, max_new_tokens: 8}
+datasets:
+  - name: synthetic_e2e
+    options: {n_train_mrs: 8, n_dev_mrs: 2, n_test_mrs: 4}
+    eval_splits: [test]
+    metrics: {bleu: e2e_bleu}
+methods:
+  - label: finetune
+    method: full
+  - label: lora
+    method: lora
+    config: {r: 2}
+"""
+
+
+def cli(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse: usage line + one error line, exit 2
+            rc = int(e.code or 0)
+    return rc, out.getvalue(), err.getvalue()
+
+
+def errors(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("bench: error:")]
+
+
+def suite_with(tmp: Path, old: str, new: str, name: str = "bad.yaml") -> Path:
+    assert old in TINY, old
+    p = tmp / name
+    p.write_text(TINY.replace(old, new))
+    return p
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    argv: Callable[[Path], list]  # tmp folder -> argv
+    says: tuple[str, ...]  # substrings of the error line(s)
+    rc: int = 2
+    lines: int | None = 1  # error lines expected (None: any number >= 1)
+
+
+def _suite(old: str, new: str, cmd: str = "validate") -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        p = suite_with(tmp, old, new)
+        return [cmd, p] if cmd == "validate" else [cmd, p, "--results", tmp / "results"]
+    return make
+
+
+def _file(content: bytes, cmd: str = "validate") -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        p = tmp / "bad.yaml"
+        p.write_bytes(content)
+        return [cmd, p] if cmd == "validate" else [cmd, p, "--results", tmp / "results"]
+    return make
+
+
+SUITES = [
+    Case("train-is-a-list", _suite("train: {max_steps: 2, batch_size: 2, max_target_tokens: 32}", "train: [1, 2]"),
+         ("bad.yaml", "train", "mapping")),
+    Case("train-is-a-list-run", _suite("train: {max_steps: 2, batch_size: 2, max_target_tokens: 32}", "train: [1, 2]",
+                                       "run"), ("bad.yaml", "train", "mapping")),
+    Case("decode-is-a-string", _suite("decode: {beam_size: 1, max_new_tokens: 8}", "decode: fast"),
+         ("bad.yaml", "decode", "mapping")),
+    Case("suite-is-a-directory-run", lambda t: ["run", t, "--results", t / "results"], ("directory",)),
+    Case("suite-folder-without-suites", lambda t: ["validate", t], ("no suite files",)),
+    Case("binary-garbage", _file(bytes(range(256)) * 4), ("bad.yaml",)),
+    Case("binary-garbage-run", _file(bytes(range(256)) * 4, "run"), ("bad.yaml",)),
+    Case("latin-1-text", _file("name: caf\xe9\nmodel: tiny-gpt2\n".encode("latin-1")), ("bad.yaml", "UTF-8")),
+    Case("empty-file", _file(b""), ("bad.yaml", "mapping")),
+    Case("top-level-list", _file(b"- a\n- b\n"), ("bad.yaml", "mapping")),
+    Case("tab-indented-yaml", _file(b"name: x\n\tmodel: y\n"), ("bad.yaml", "YAML")),
+    Case("suite-not-found", lambda t: ["validate", t / "nope.yaml"], ("nope.yaml", "not found")),
+    Case("datasets-is-a-number", _suite("datasets:\n  - name: synthetic_e2e", "datasets: 5\nx:\n  - name: synthetic_e2e"),
+         ("datasets",), lines=None),
+    Case("methods-is-a-number", _suite("methods:\n  - label: finetune", "methods: 5\nx:\n  - label: finetune"),
+         ("methods",), lines=None),
+    Case("method-config-is-a-list", _suite("config: {r: 2}", "config: [2]"), ("methods[1].config", "mapping")),
+    Case("method-train-is-a-list", _suite("    method: full\n", "    method: full\n    train: [1]\n"),
+         ("methods[0].train", "mapping")),
+    Case("sweep-not-a-list", _suite("config: {r: 2}", "sweep: {r: 2}"), ("methods[1].sweep",)),
+    Case("sweep-key-not-a-string", _suite("config: {r: 2}", "sweep: {1: [2]}"), ("methods[1].sweep",)),
+    Case("eval-splits-a-number", _suite("eval_splits: [test]", "eval_splits: 5"), ("datasets[0].eval_splits",)),
+    Case("lr-nan", _suite("max_steps: 2,", "max_steps: 2, lr: .nan,"), ("train", "lr", "finite")),
+    Case("epochs-inf", _suite("max_steps: 2,", "max_steps: 2, epochs: .inf,"), ("train", "epochs", "finite")),
+    Case("overrides-a-number", _suite("methods:\n", "overrides: 5\nmethods:\n"), ("overrides",)),
+    Case("override-train-a-list", _suite("methods:\n", "overrides: [{match: {method: lora}, train: [1]}]\nmethods:\n"),
+         ("overrides[0].train", "mapping")),
+    Case("tolerance-not-a-number", _suite("methods:\n", "tolerances: {bleu: fast}\nmethods:\n"), ("tolerances",)),
+    Case("dataset-option-value-typo", _suite("- name: synthetic_e2e\n    options: {n_train_mrs: 8, n_dev_mrs: 2, n_test_mrs: 4}",
+                                             "- name: e2e\n    options: {format: paperr}"),
+         ("datasets[0].options", "paperr", 'did you mean "paper"')),
+    Case("dataset-option-wrong-type", _suite("n_train_mrs: 8", "n_train_mrs: many"),
+         ("datasets[0].options", "n_train_mrs", "many")),
+    Case("dataset-option-unknown", _suite("n_train_mrs: 8", "n_train_mr: 8"), ("datasets[0].options", "n_train_mr")),
+    Case("dataset-options-not-a-mapping", _suite("options: {n_train_mrs: 8, n_dev_mrs: 2, n_test_mrs: 4}", "options: 5"),
+         ("datasets[0].options", "mapping")),
+    Case("dataset-name-a-list", _suite("- name: synthetic_e2e", "- name: [a, b]"), ("datasets[0].name",)),
+    Case("train-filter-a-number", _suite("eval_splits: [test]", "eval_splits: [test]\n    train_filter: 5"),
+         ("datasets[0].train_filter",)),
+    Case("seeds-not-integers", _suite("seeds: [0]", "seeds: [a]"), ("seeds",)),
+    Case("only-empty-list", _suite("config: {r: 2}", "config: {r: 2}\n    only: {subset: []}"), ("methods[1].only.subset",)),
+    Case("unknown-metric", _suite("metrics: {bleu: e2e_bleu}", "metrics: {bleu: e2e_blue}"),
+         ("datasets[0].metrics.bleu", "e2e_blue")),
+    Case("unknown-model-run", _suite("model: tiny-gpt2", "model: tiny-gpt3", "run"), ("tiny-gpt3",)),
+    Case("train-size-zero", _suite("eval_splits: [test]", "eval_splits: [test]\n    train_sizes: [0]"),
+         ("datasets[0].train_sizes",)),
+]
+
+
+def _hyp(content: bytes | None, *extra: str) -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        p = tmp / "hyp.txt"
+        if content is None:
+            p.mkdir()
+        else:
+            p.write_bytes(content)
+        return ["score", "--dataset", "e2e", "--split", "test", "--hyp", p, "--data-dir", DATA, *extra]
+    return make
+
+
+HYPOTHESES = [
+    Case("hyp-missing", lambda t: ["score", "--dataset", "e2e", "--split", "test", "--hyp", t / "none.txt",
+                                   "--data-dir", DATA], ("none.txt",)),
+    Case("hyp-is-a-directory", _hyp(None), ("hyp.txt", "directory")),
+    Case("hyp-not-utf8", _hyp(b"caf\xe9\n" * 630), ("hyp.txt", "UTF-8")),
+    Case("hyp-wrong-line-count", _hyp(b"a\nb\nc\n"), ("hyp.txt", "3", "630")),
+    Case("hyp-empty", _hyp(b""), ("hyp.txt",)),
+    Case("hyp-unknown-split", lambda t: ["score", "--dataset", "e2e", "--split", "tset", "--hyp", t / "h.txt",
+                                         "--data-dir", DATA], ("tset",)),
+    Case("hyp-unknown-dataset", lambda t: ["score", "--dataset", "e2f", "--split", "test", "--hyp", t / "h.txt"],
+         ("e2f",)),
+    Case("hyp-n-boot-zero", _hyp(b"a\n", "--ci", "--n-boot", "0"), ("--n-boot",)),
+]
+
+
+def _copy_e2e(tmp: Path) -> Path:
+    root = tmp / "data"
+    shutil.copytree(DATA / "e2e", root / "e2e", ignore=shutil.ignore_patterns("fixtures", "prefix_tuning_format"))
+    for p in (root / "e2e").rglob("*"):
+        p.chmod(0o644 if p.is_file() else 0o755)
+    return root
+
+
+def _damaged_gz(how: str) -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        root = _copy_e2e(tmp)
+        p = root / "e2e" / "trainset.csv.gz"
+        data = bytearray(p.read_bytes())
+        if how == "flip":
+            for i in range(len(data) // 2, len(data) // 2 + 64):
+                data[i] ^= 0xFF
+        else:
+            data = data[: len(data) // 3]
+        p.write_bytes(bytes(data))
+        return ["data", "describe", "e2e", "--split", "train", "--data-dir", root]
+    return make
+
+
+def _damaged_csv(content: bytes) -> Callable[[Path], list]:
+    def make(tmp: Path) -> list:
+        root = _copy_e2e(tmp)
+        (root / "e2e" / "devset.csv").write_bytes(content)
+        return ["data", "describe", "e2e", "--split", "dev", "--data-dir", root]
+    return make
+
+
+DATA_FILES = [
+    Case("e2e-train-gz-bit-flipped", _damaged_gz("flip"), ("trainset.csv.gz",)),
+    Case("e2e-train-gz-truncated", _damaged_gz("truncate"), ("trainset.csv.gz",)),
+    Case("e2e-dev-binary", _damaged_csv(bytes(range(256)) * 8), ("devset.csv",)),
+    Case("e2e-dev-no-header", _damaged_csv(b"just,some\ntext,here\n"), ("devset.csv",)),
+    Case("e2e-dev-empty", _damaged_csv(b""), ("devset.csv",)),
+    Case("data-dir-missing", lambda t: ["data", "describe", "e2e", "--split", "dev", "--data-dir", t / "nodata"],
+         ("nodata",)),
+    Case("data-unknown-dataset", lambda t: ["data", "describe", "e2f"], ("e2f", 'did you mean "e2e"')),
+    Case("data-option-typo", lambda t: ["data", "describe", "e2e", "--split", "dev", "-o", "format=paperr",
+                                        "--data-dir", DATA], ("paperr",)),
+    Case("data-option-no-equals", lambda t: ["data", "describe", "e2e", "-o", "format"], ("format",)),
+]
+
+
+FLAGS = [
+    Case("jobs-zero", lambda t: ["run", _tiny(t), "--jobs", "0", "--results", t / "r"], ("--jobs",)),
+    Case("where-no-equals", lambda t: ["run", _tiny(t), "--where", "subset", "--results", t / "r"], ("--where",)),
+    Case("where-unknown-key", lambda t: ["run", _tiny(t), "--where", "subsett=0", "--results", t / "r"],
+         ("subsett", 'did you mean "subset"')),
+    Case("only-unknown-label", lambda t: ["run", _tiny(t), "--only", "lorra", "--results", t / "r"], ("lorra",)),
+    Case("results-is-a-file", lambda t: ["run", _tiny(t), "--results", _a_file(t)], ("afile",)),
+    Case("dask-without-scheduler", lambda t: ["run", _tiny(t), "--backend", "dask", "--results", t / "r"],
+         ("--scheduler",)),
+    Case("baseline-missing", lambda t: ["regress", "--baseline", t / "none.parquet", "--results", t],
+         ("none.parquet",)),
+    Case("baseline-garbage", lambda t: ["regress", "--baseline", _a_file(t), "--results", t], ("afile",)),
+    Case("tolerance-negative", lambda t: ["regress", "--baseline", _a_file(t), "--tolerance", "-1"], ("--tolerance",)),
+    Case("report-results-missing", lambda t: ["report", "--results", t / "none", "--out", t / "out"], ("none",)),
+    Case("ls-results-is-a-file", lambda t: ["ls", "--results", _a_file(t)], ("afile",)),
+    Case("compare-unknown-run", lambda t: ["compare", "aaaa", "bbbb", "--results", t], ("aaaa",)),
+    Case("params-suite-missing", lambda t: ["params", t / "none.yaml"], ("none.yaml",)),
+    Case("unknown-subcommand", lambda t: ["rnu"], (), lines=0),
+]
+
+
+def _tiny(tmp: Path) -> Path:
+    p = tmp / "tiny.yaml"
+    p.write_text(TINY)
+    return p
+
+
+def _a_file(tmp: Path) -> Path:
+    p = tmp / "afile"
+    p.write_bytes(b"not a folder, not parquet\n")
+    return p
+
+
+TABLE = SUITES + HYPOTHESES + DATA_FILES + FLAGS
+NEEDS_DATA = {c.id for c in HYPOTHESES + DATA_FILES}
+
+
+def test_the_table_is_large_enough() -> None:
+    assert len({c.id for c in TABLE}) == len(TABLE) >= 40
+
+
+@pytest.mark.parametrize("case", TABLE, ids=[c.id for c in TABLE])
+def test_malformed_input_is_one_line(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    global DATA
+    if case.id in NEEDS_DATA:
+        DATA = request.getfixturevalue("data_dir")
+    rc, _, err = cli(case.argv(tmp_path))
+    assert "Traceback" not in err
+    assert rc == case.rc, err
+    lines = errors(err) if case.lines != 0 else [err.strip().splitlines()[-1]]
+    if case.lines is not None and case.lines > 0:
+        assert len(lines) == case.lines, err
+    assert lines, err
+    text = "\n".join(lines)
+    for s in case.says:
+        assert s in text, f"{s!r} not in {text!r}"
