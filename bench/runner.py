@@ -62,13 +62,20 @@ def stored_level(spec: RunSpec, folder: Path) -> str:
     """How far the stored files of ``spec`` go: 'scored' | 'decoded' | 'trained' | 'weightless' | 'new'."""
     if not folder.exists():
         return "new"
-    meta = store.read_meta(folder) or {}
-    metrics = store.read_metrics(folder)
-    if meta.get("status") == "done" and not metrics.empty and (metrics["score_key"] == spec.score_key).any():
+    # A damaged file counts as absent: its stage is redone (bench.store, "damage"). Damaged
+    # weights are retrained (deterministic), so the folder holds what a clean run leaves.
+    damaged = store.damaged_files(folder)
+    if "trainable.safetensors" in damaged:
+        return "new"
+    meta = {} if "meta.json" in damaged else store.read_meta(folder) or {}
+    metrics = pd.DataFrame() if "metrics.parquet" in damaged else store.read_metrics(folder)
+    done = meta.get("status") == "done" and not metrics.empty and (metrics["score_key"] == spec.score_key).any()
+    if done and not damaged:
         return "scored"
-    if (folder / "predictions.parquet").exists() and store.read_predictions(folder, spec.decode_key).shape[0] > 0:
+    if ("predictions.parquet" not in damaged and (folder / "predictions.parquet").exists()
+            and store.read_predictions(folder, spec.decode_key).shape[0] > 0):
         return "decoded"
-    if (folder / "trainable.safetensors").exists():
+    if "trainable.safetensors" not in damaged and (folder / "trainable.safetensors").exists():
         return "trained"
     if meta.get("trained"):
         # Trained once, but its parameters are not here (a results set committed without
@@ -86,7 +93,7 @@ def cache_state(spec: RunSpec, results: Path) -> str:
     folder = store.run_dir(results, spec.train_key)
     level = stored_level(spec, folder)
     if level != "scored":
-        meta = store.read_meta(folder) if folder.exists() else None
+        meta = store.read_or(None, store.read_meta, folder) if folder.exists() else None
         if meta and meta.get("status") == "failed":
             return "failed"
     return level
@@ -139,11 +146,16 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
                 retry_failed: bool, progress: bool, t0: float) -> RunOutcome:
     faults.checkpoint("lock_acquired")
     store.sweep_tmp(folder)  # leftovers of a writer killed mid-write: we own the folder now
+    damaged = store.damaged_files(folder)
+    level = stored_level(spec, folder)  # with the damaged files counted as absent
+    for name in damaged:
+        (folder / name).unlink(missing_ok=True)  # redone by the stage that writes it; the rest is kept
     if force:
         for name in RUN_FILES:
             (folder / name).unlink(missing_ok=True)
     meta: dict[str, Any] = store.read_meta(folder) or {}
-    level = stored_level(spec, folder)
+    if force or not damaged:
+        level = stored_level(spec, folder)
     if level == "scored":
         return RunOutcome(spec.train_key, spec.method_label, "cached")
     if meta.get("status") == "failed" and not retry_failed:
@@ -162,6 +174,8 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
         "n": len(attempts) + 1, "started": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
         "from": level, "stage": "load", "status": "running", "train_started": False, "trained": False,
     }
+    if damaged:
+        attempt["damaged"] = sorted(damaged)
     attempts.append(attempt)
     meta.update({"status": "running", "stage": "load", "error": None, "traceback": None, "started": attempt["started"],
                  "pid": os.getpid(), "seeds": seeds_used(spec)})

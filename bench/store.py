@@ -137,6 +137,12 @@ def read_json(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise BenchError(f"{path}: corrupt JSON ({e.msg} at line {e.lineno})") from None
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: expected a JSON object, got {type(data).__name__}")
     _check_version(path, data.get("schema_version"))
     return data
 
@@ -412,6 +418,87 @@ def is_locked(folder: Path) -> bool:
     return lock_owner(folder) is not None
 
 
+# ----------------------------------------------------------------------------- damage
+#
+# A file is published atomically, so a damaged one comes from outside (a bad copy, a disk
+# error, a hand edit). Readers report it instead of raising: `bench ls` lists the run as
+# damaged, report/regress skip it (and fail with "missing"), `bench run` removes the damaged
+# files under the run's lock and redoes only the stages whose files went.
+
+SPEC_FIELDS = ("suite", "model", "method", "method_label", "method_version", "data", "seed")
+
+
+def _spec_problem(path: Path) -> str | None:
+    spec = read_json(path).get("spec")
+    if not isinstance(spec, dict):
+        return f"{path}: no 'spec' object"
+    lacking = [k for k in SPEC_FIELDS if k not in spec]
+    if lacking or not isinstance(spec["data"], dict) or not all(k in spec["data"] for k in ("name", "version")):
+        return f"{path}: spec lacks {', '.join(lacking) or 'data.name/version'}"
+    return None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Header and length check (no tensor is read): a truncated or overwritten file fails it."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size < 8 or n > size - 8:
+                return f"{path}: truncated safetensors file ({size} bytes)"
+            header = json.loads(f.read(n))
+        ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"]
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+        return f"{path}: not a safetensors file ({type(e).__name__})"
+    if 8 + n + max(ends, default=0) != size:
+        return f"{path}: truncated safetensors file ({size} bytes, header says {8 + n + max(ends, default=0)})"
+    return None
+
+
+def _file_problem(path: Path) -> str | None:
+    try:
+        if path.name == "spec.json":
+            return _spec_problem(path)
+        if path.suffix == ".json":
+            read_json(path)
+        elif path.suffix == ".parquet":
+            version = (pq.read_schema(path).metadata or {}).get(b"schema_version")
+            _check_version(path, int(version) if version else None)
+        elif path.suffix == ".safetensors":
+            return _safetensors_problem(path)
+    except BenchError as e:
+        return str(e).splitlines()[0]
+    except (pa.ArrowException, OSError, ValueError) as e:
+        return f"{path}: unreadable ({(str(e).splitlines() or [type(e).__name__])[0][:160]})"
+    return None
+
+
+RUN_FILE_NAMES = ("spec.json", "meta.json", "train_ids.json", "trainable.safetensors", "predictions.parquet",
+                  "metrics.parquet")
+
+
+def damaged_files(folder: Path) -> dict[str, str]:
+    """``{file name: one-line reason}`` for the run files of ``folder`` that do not read; a
+    folder holding results but no spec.json counts its spec as damaged."""
+    out = {}
+    present = [name for name in RUN_FILE_NAMES if (folder / name).exists()]
+    for name in present:
+        problem = _file_problem(folder / name)
+        if problem is not None:
+            out[name] = problem
+    if present and "spec.json" not in present:
+        out["spec.json"] = f"{folder / 'spec.json'}: missing (the folder holds {', '.join(present)})"
+    return out
+
+
+def read_or(default: Any, reader: Any, *args: Any) -> Any:
+    """``reader(*args)``, or ``default`` when the file it reads is damaged."""
+    try:
+        return reader(*args)
+    except BenchError:
+        return default
+
+
 # ----------------------------------------------------------------------------- reading
 
 
@@ -459,7 +546,14 @@ def load_runs(results: Path) -> pd.DataFrame:
     if root.exists() and not root.is_dir():
         raise BenchError(f"{root}: is a file; a results folder holds its runs in the folder runs/")
     for folder in sorted(root.iterdir()) if root.exists() else []:
-        if not folder.is_dir() or not (folder / "spec.json").exists():
+        if not folder.is_dir():
+            continue
+        damage = damaged_files(folder)
+        if damage:
+            rows.append({**dict.fromkeys(RUN_COLUMNS), "train_key": folder.name, "status": "damaged",
+                         "error": next(iter(damage.values())), "attempts": 0, "path": str(folder)})
+            continue
+        if not (folder / "spec.json").exists():
             continue
         spec = read_json(folder / "spec.json")["spec"]
         meta = read_meta(folder) or {"status": "pending"}

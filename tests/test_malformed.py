@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -271,3 +272,98 @@ def test_malformed_input_is_one_line(case: Case, tmp_path: Path, request: pytest
     text = "\n".join(lines)
     for s in case.says:
         assert s in text, f"{s!r} not in {text!r}"
+
+
+# ----------------------------------------------------------------------------- damaged results
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(suite, results with two done runs, baseline of those results): built once, copied per test."""
+    root = tmp_path_factory.mktemp("stored")
+    suite = _tiny(root)
+    results = root / "results"
+    rc, _, err = cli(["run", suite, "--results", results, "--quiet"])
+    assert rc == 0, err
+    baseline = root / "baseline.parquet"
+    rc, _, err = cli(["regress", "--update", "--baseline", baseline, "--results", results, "--suite", suite])
+    assert rc == 0, err
+    return suite, results, baseline
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str, str]] = {
+    # name: (damage the run folder, the file the warning names, the stage `bench run` starts from)
+    "meta-is-a-list": (lambda f: (f / "meta.json").write_text("[1, 2]"), "meta.json", "decoded"),
+    "meta-corrupt-json": (lambda f: (f / "meta.json").write_text('{"status": "do'), "meta.json", "decoded"),
+    "meta-other-schema": (lambda f: (f / "meta.json").write_text('{"schema_version": 999}'), "meta.json", "decoded"),
+    "meta-binary": (lambda f: (f / "meta.json").write_bytes(bytes(range(256))), "meta.json", "decoded"),
+    "spec-is-a-list": (lambda f: (f / "spec.json").write_text("[]"), "spec.json", "decoded"),
+    "spec-missing": (lambda f: (f / "spec.json").unlink(), "spec.json", "decoded"),
+    "spec-lacks-fields": (lambda f: (f / "spec.json").write_text('{"schema_version": 1, "spec": {"suite": "tiny"}}'),
+                          "spec.json", "decoded"),
+    "metrics-truncated": (lambda f: _truncate(f / "metrics.parquet"), "metrics.parquet", "decoded"),
+    "metrics-garbage": (lambda f: (f / "metrics.parquet").write_bytes(b"PAR1 nope"), "metrics.parquet", "decoded"),
+    "predictions-truncated": (lambda f: _truncate(f / "predictions.parquet"), "predictions.parquet", "trained"),
+    "weights-truncated": (lambda f: _truncate(f / "trainable.safetensors"), "trainable.safetensors", "new"),
+    "weights-garbage": (lambda f: (f / "trainable.safetensors").write_bytes(b"\xff" * 64), "trainable.safetensors",
+                        "new"),
+}
+
+
+def _damaged_copy(stored: tuple[Path, Path, Path], tmp: Path, how: str) -> tuple[Path, Path, dict[str, float]]:
+    """A copy of the stored results with the first run folder damaged ``how``; also the
+    modification times of every file of the other run."""
+    _, results, _ = stored
+    copy = tmp / "results"
+    shutil.copytree(results, copy)
+    first, second = sorted(p for p in (copy / "runs").iterdir() if p.is_dir())
+    DAMAGE[how][0](first)
+    return copy, first, {p.name: p.stat().st_mtime_ns for p in second.iterdir()}
+
+
+@pytest.mark.parametrize("how", sorted(DAMAGE))
+def test_damaged_run_folder(how: str, stored: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    suite, _, baseline = stored
+    results, folder, other = _damaged_copy(stored, tmp_path, how)
+    _, named, start = DAMAGE[how]
+
+    rc, out, err = cli(["ls", "--results", results])
+    assert rc == 0 and "Traceback" not in err
+    assert out.count("damaged") == 1 and folder.name in out
+    assert named in err
+
+    rc, _, err = cli(["report", suite, "--results", results, "--out", tmp_path / "out"])
+    assert rc == 1 and "missing" in err and named in err and "warning" in err
+
+    rc, out, err = cli(["regress", "--baseline", baseline, "--results", results, "--suite", suite])
+    assert rc == 1 and "missing" in out and named in err
+
+    rc, _, err = cli(["run", suite, "--results", results, "--quiet"])
+    assert rc == 0, err
+    assert "1 done, 1 cached" in err
+    second = next(p for p in (results / "runs").iterdir() if p.is_dir() and p != folder)
+    assert {p.name: p.stat().st_mtime_ns for p in second.iterdir()} == other  # untouched
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["attempts"][-1]["from"] == start
+    assert named in meta["attempts"][-1]["damaged"]
+    rc, out, _ = cli(["ls", "--results", results])
+    assert "damaged" not in out
+    rc, out, _ = cli(["regress", "--baseline", baseline, "--results", results, "--suite", suite])
+    assert rc == 0, out
+
+
+def test_runs_is_a_file(stored: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    suite, _, baseline = stored
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs").write_text("oops")
+    for argv in (["ls", "--results", results],
+                 ["report", suite, "--results", results, "--out", tmp_path / "out"],
+                 ["regress", "--baseline", baseline, "--results", results, "--suite", suite],
+                 ["run", suite, "--results", results, "--quiet"]):
+        rc, _, err = cli(argv)
+        assert rc == 2 and len(errors(err)) == 1 and "runs" in errors(err)[0], (argv, err)

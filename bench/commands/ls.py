@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -36,6 +37,8 @@ def handle(args: argparse.Namespace) -> int:
     cols = ["status", "method_label", "method", "dataset", "train_size", "subset", "seed", "train_key"]
     if args.failed:
         cols += ["attempts", "stage", "error"]
-    view = runs[cols].rename(columns={"method_label": "label"}).fillna("-")
+    view = runs[cols].astype(object).rename(columns={"method_label": "label"}).fillna("-")
     print(view.to_string(index=False, max_colwidth=160))
+    for r in runs[runs["status"] == "damaged"].to_dict("records"):
+        print(f"bench: damaged: {r['error']} (`bench run` redoes what is damaged)", file=sys.stderr)
     return 0

@@ -23,4 +23,12 @@ def handle(args: argparse.Namespace) -> int:
                      out=Path(args.out))
     for o in outputs:
         print(f"{o.markdown} ({len(o.figures)} figure{'s' if len(o.figures) != 1 else ''})", file=sys.stderr)
+    from bench.store import load_runs
+
+    damaged = int((load_runs(Path(args.results))["status"] == "damaged").sum())
+    if damaged:
+        # Rendered without them, but a report with runs missing must not pass as complete.
+        print(f"bench: {damaged} run(s) missing: damaged run folders were skipped (warnings above); "
+              "`bench run` redoes them", file=sys.stderr)
+        return 1
     return 0

@@ -15,6 +15,7 @@ were scored with different metric versions or signatures is marked not comparabl
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,10 @@ def spec_extras(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def _with_extras(runs: pd.DataFrame) -> pd.DataFrame:
     extras = []
-    for path in runs["path"]:
+    for path, status in zip(runs["path"], runs["status"]):
+        if status == "damaged":  # its files do not read: no spec to take columns from
+            extras.append({**spec_extras({}), "provenance": {}})
+            continue
         spec = store.read_json(Path(path) / "spec.json")["spec"]
         meta = store.read_meta(Path(path)) or {}
         extras.append({**spec_extras(spec), "provenance": meta.get("provenance") or {}})
@@ -261,6 +265,16 @@ def collect_suite(*, suite: Path, results: Path) -> ResultSet:
                 "train_size": sp.data.train_size, "subset": sp.data.subset, "seed": sp.seed,
                 "train_key": sp.train_key, "reason": "not in the results cache (not run yet)",
             })
+    by_key = {sp.train_key: sp for sp in specs}
+    for r in stored[stored["status"] == "damaged"].to_dict("records"):
+        sp = by_key.get(r["train_key"])
+        if sp is not None:
+            missing.append({
+                "method_label": sp.method_label, "model": sp.model, "dataset": sp.data.name,
+                "train_size": sp.data.train_size, "subset": sp.data.subset, "seed": sp.seed,
+                "train_key": sp.train_key, "reason": f"damaged run folder ({r['error']}); `bench run` redoes it",
+            })
+    stored = stored[stored["status"] != "damaged"]
     runs = stored[stored["train_key"].isin(set(wanted))].copy()
     # The suite's current score keys decide which metric rows count (not spec.json's, which
     # was written when the run folder was created).
@@ -310,6 +324,8 @@ def load_runs_with_extras(results: Path) -> pd.DataFrame:
     if runs.empty:
         cols = list(runs.columns) + list(EXTRA_COLUMNS)
         return pd.DataFrame(columns=cols)
+    for r in runs[runs["status"] == "damaged"].to_dict("records"):
+        print(f"bench: warning: damaged run folder skipped: {r['error']} (`bench run` redoes it)", file=sys.stderr)
     return _with_extras(runs)
 
 
