@@ -54,8 +54,11 @@ def resolve_run(ref: str, results: Path) -> Path:
 
 
 def _load(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    from bench.store import read_json, read_predictions
+    from bench.store import damaged_files, read_json, read_predictions
 
+    damage = {k: v for k, v in damaged_files(folder).items() if k in ("spec.json", "predictions.parquet")}
+    if damage:
+        raise BenchError(f"run {folder.name} is damaged: {next(iter(damage.values()))} (`bench run` redoes it)")
     spec = read_json(folder / "spec.json")["spec"]
     preds = read_predictions(folder, decode_key=spec.get("decode_key"))
     if preds.empty:

@@ -342,10 +342,16 @@ def test_damaged_run_folder(how: str, stored: tuple[Path, Path, Path], tmp_path:
     rc, out, err = cli(["regress", "--baseline", baseline, "--results", results, "--suite", suite])
     assert rc == 1 and "missing" in out and named in err
 
+    second = next(p for p in (results / "runs").iterdir() if p.is_dir() and p != folder)
+    rc, _, err = cli(["compare", folder.name, second.name, "--results", results])
+    if named in ("spec.json", "predictions.parquet"):  # what compare reads
+        assert rc == 2 and len(errors(err)) == 1 and folder.name in err, err
+    else:
+        assert rc == 0, err
+
     rc, _, err = cli(["run", suite, "--results", results, "--quiet"])
     assert rc == 0, err
     assert "1 done, 1 cached" in err
-    second = next(p for p in (results / "runs").iterdir() if p.is_dir() and p != folder)
     assert {p.name: p.stat().st_mtime_ns for p in second.iterdir()} == other  # untouched
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["status"] == "done" and meta["attempts"][-1]["from"] == start
