@@ -201,7 +201,33 @@ def _damaged_csv(content: bytes) -> Callable[[Path], list]:
     return make
 
 
+def _data_file(rel: str, content: bytes, dataset: str, split: str) -> Callable[[Path], list]:
+    """A data folder holding only ``rel`` with ``content`` (the dataset's loader reads it first)."""
+    def make(tmp: Path) -> list:
+        p = tmp / "data" / rel
+        p.parent.mkdir(parents=True)
+        p.write_bytes(content)
+        return ["data", "describe", dataset, "--split", split, "--data-dir", tmp / "data"]
+    return make
+
+
 DATA_FILES = [
+    Case("webnlg-xml-garbage", _data_file("webnlg/webnlg_challenge_2017/dev/1triples/x.xml", b"<benchmark><entries>",
+                                          "webnlg", "dev"), ("x.xml",)),
+    Case("webnlg-xml-binary", _data_file("webnlg/webnlg_challenge_2017/dev/1triples/x.xml", bytes(range(256)),
+                                         "webnlg", "dev"), ("x.xml",)),
+    Case("webnlg-no-entries", _data_file("webnlg/webnlg_challenge_2017/dev/1triples/x.xml", b"<benchmark/>",
+                                         "webnlg", "dev"), ("webnlg",)),
+    Case("dart-json-truncated", _data_file("dart/dart-v1.1.1-full-dev.json", b'[{"tripleset": [["a", "b"',
+                                           "dart", "dev"), ("dart-v1.1.1-full-dev.json",)),
+    Case("dart-json-not-a-list", _data_file("dart/dart-v1.1.1-full-dev.json", b'{"a": 1}', "dart", "dev"),
+         ("dart-v1.1.1-full-dev.json",)),
+    Case("dart-entry-without-tripleset", _data_file("dart/dart-v1.1.1-full-dev.json", b'[{"annotations": []}]',
+                                                    "dart", "dev"), ("dart-v1.1.1-full-dev.json",)),
+    Case("xsum-split-garbage", _data_file("xsum/XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json", b"\x00\x01",
+                                          "xsum", "test"), ("XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json",)),
+    Case("xsum-split-lacks-key", _data_file("xsum/XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json", b'{"train": []}',
+                                            "xsum", "test"), ("XSum-TRAINING-DEV-TEST-SPLIT-90-5-5.json",)),
     Case("e2e-train-gz-bit-flipped", _damaged_gz("flip"), ("trainset.csv.gz",)),
     Case("e2e-train-gz-truncated", _damaged_gz("truncate"), ("trainset.csv.gz",)),
     Case("e2e-dev-binary", _damaged_csv(bytes(range(256)) * 8), ("devset.csv",)),
