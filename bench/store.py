@@ -590,18 +590,3 @@ def load_runs(results: Path) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
-
-
-def load_results(results: Path) -> pd.DataFrame:
-    """Every stored metric value joined with its run's summary: the frame reports read."""
-    runs = load_runs(results)
-    frames = []
-    for folder in runs["path"]:
-        m = read_metrics(Path(folder))
-        if not m.empty:
-            m.insert(0, "train_key", Path(folder).name)
-            frames.append(m)
-    if not frames:
-        return runs.iloc[0:0].assign(score_key=None, split=None, group=None, metric=None, value=None)
-    metrics = pd.concat(frames, ignore_index=True)
-    return metrics.merge(runs, on="train_key", how="left")

@@ -115,7 +115,7 @@ class MemoryPeak:
             torch.cuda.reset_peak_memory_stats(self.device)
         elif os.path.exists("/proc/self/statm"):
             self.peak_bytes = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread = threading.Thread(target=self._sample, name="bench-memory-peak", daemon=True)
             self._thread.start()
         return self
 
@@ -226,61 +226,60 @@ def train(
             result.resumed_from = start_step
 
     tuned.train()
-    memory = MemoryPeak(device).__enter__()
-    t0 = time.perf_counter()
-    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, leave=False,
-               dynamic_ncols=True, file=sys.stderr)
-    for step in range(start_step, steps):
-        faults.checkpoint(f"train_step:{step}")
-        ts = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for micro in range(cfg.grad_accum):
-            idx = order[step * cfg.grad_accum + micro]
-            batch = _to(collate_train([data[i] for i in idx], pad_id=pad, is_encoder_decoder=is_encoder_decoder,
-                                      decoder_start_id=decoder_start_id), device)
-            # Labels stay out of the model call: HF would compute a second, unused loss.
-            out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
-            loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
-                                        reduction=cfg.loss)
-            if faults.poisoned(f"train_step:{step}"):
-                loss = loss * float("nan")
-            if not torch.isfinite(loss):
-                raise RunFailure("train", f"non-finite loss ({loss.item()}) at step {step}")
-            (loss / cfg.grad_accum).backward()
-            step_loss += loss.item() / cfg.grad_accum
-            result.tokens += int(batch["attention_mask"].sum()) + int(batch.get("decoder_attention_mask", torch.zeros(1)).sum())
-        if cfg.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        sched.step()
-        result.losses.append(step_loss)
-        result.step_times.append(time.perf_counter() - ts)
-        bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
-        bar.update(1)
-        if on_step:
-            on_step(step, step_loss)
-        done = step + 1
-        if cfg.early_stopping and dev and (done % cfg.eval_every == 0 or done == steps):
-            dl = dev_loss(tuned, dev, cfg, pad, is_encoder_decoder, decoder_start_id)
-            result.dev_losses.append((done, dl))
-            if dl < best_dev:
-                best_dev, result.best_step = dl, done
-                best_state = {n: p.detach().clone() for n, p in tuned.trainable_parameters()}
-            tuned.train()
-        if checkpoint_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
-            _save_checkpoint(checkpoint_path, fingerprint, tuned, opt, sched, done, result, best_dev, best_state,
-                             elapsed_before + time.perf_counter() - t0)
-            faults.checkpoint(f"checkpoint_saved:{done}")
-    bar.close()
-    if best_state is not None:
-        with torch.no_grad():
-            named = dict(tuned.trainable_parameters())
-            for n, t in best_state.items():
-                named[n].copy_(t)
-    tuned.eval()
-    result.train_time_s = elapsed_before + time.perf_counter() - t0
-    memory.__exit__(None, None, None)
+    # A `with` block: the CPU sampler thread is stopped (and the bar closed) also when a step
+    # raises (a NaN loss, out of memory, a lost lock), not only when training ends.
+    with MemoryPeak(device) as memory, tqdm(total=steps, initial=start_step, desc=desc, disable=not progress,
+                                            leave=False, dynamic_ncols=True, file=sys.stderr) as bar:
+        t0 = time.perf_counter()
+        for step in range(start_step, steps):
+            faults.checkpoint(f"train_step:{step}")
+            ts = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(cfg.grad_accum):
+                idx = order[step * cfg.grad_accum + micro]
+                batch = _to(collate_train([data[i] for i in idx], pad_id=pad, is_encoder_decoder=is_encoder_decoder,
+                                          decoder_start_id=decoder_start_id), device)
+                # Labels stay out of the model call: HF would compute a second, unused loss.
+                out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
+                loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
+                                            reduction=cfg.loss)
+                if faults.poisoned(f"train_step:{step}"):
+                    loss = loss * float("nan")
+                if not torch.isfinite(loss):
+                    raise RunFailure("train", f"non-finite loss ({loss.item()}) at step {step}")
+                (loss / cfg.grad_accum).backward()
+                step_loss += loss.item() / cfg.grad_accum
+                result.tokens += int(batch["attention_mask"].sum()) + int(batch.get("decoder_attention_mask", torch.zeros(1)).sum())
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            result.losses.append(step_loss)
+            result.step_times.append(time.perf_counter() - ts)
+            bar.set_postfix(loss=f"{step_loss:.3f}", refresh=False)
+            bar.update(1)
+            if on_step:
+                on_step(step, step_loss)
+            done = step + 1
+            if cfg.early_stopping and dev and (done % cfg.eval_every == 0 or done == steps):
+                dl = dev_loss(tuned, dev, cfg, pad, is_encoder_decoder, decoder_start_id)
+                result.dev_losses.append((done, dl))
+                if dl < best_dev:
+                    best_dev, result.best_step = dl, done
+                    best_state = {n: p.detach().clone() for n, p in tuned.trainable_parameters()}
+                tuned.train()
+            if checkpoint_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
+                _save_checkpoint(checkpoint_path, fingerprint, tuned, opt, sched, done, result, best_dev, best_state,
+                                 elapsed_before + time.perf_counter() - t0)
+                faults.checkpoint(f"checkpoint_saved:{done}")
+        if best_state is not None:
+            with torch.no_grad():
+                named = dict(tuned.trainable_parameters())
+                for n, t in best_state.items():
+                    named[n].copy_(t)
+        tuned.eval()
+        result.train_time_s = elapsed_before + time.perf_counter() - t0
     result.peak_memory_mb = memory.mb
     return result
 

@@ -31,7 +31,7 @@ def _counts(rs: ResultSet) -> str:
             "Every number is read from cached results; `bench report` never trains.")
 
 
-def _reference_line(rs: ResultSet, stats: tables.RefStats) -> str:
+def _reference_line(stats: tables.RefStats) -> str:
     if stats.cells == 0:
         return ""
     if stats.matched:
@@ -70,7 +70,7 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     body += tables.provenance(rs.runs)
 
     head = [f"# Report: {rs.suite}", "", _counts(rs)]
-    line = _reference_line(rs, stats)
+    line = _reference_line(stats)
     if line:
         head += ["", line]
     if scores.empty:
