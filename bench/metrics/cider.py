@@ -12,6 +12,12 @@ The IDF comes from the references of the scored corpus, so the per-item score de
 the whole corpus. ``stats`` returns that per-item score (IDF from every item passed in); the
 corpus score is its mean, and bootstrap resamples and subsets keep the full corpus's IDF
 fixed (the official script run on a subset alone would re-estimate it).
+
+Why not pycocoevalcap: ``Cider().compute_score`` on the same COCO-tokenized text gives the same
+number (difference 4e-16 on the E2E tgen fixture system; measured by
+benchmarks/bench_metric_libraries.py), but it re-estimates the IDF from whatever it is given,
+so a subset or a bootstrap resample scored through it would not keep the full corpus's IDF;
+ours is also 3 x faster (0.8 s vs 2.4 s).
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ subsequence with each reference (tokens split on single spaces); precision and r
 each maximised over references separately, then combined as
 F = (1 + beta^2) P R / (R + beta^2 P) with beta = 1.2; zero when P or R is zero. The corpus
 score is the mean over items, so the per-item score is the sufficient statistic.
+
+Why not pycocoevalcap: ``Rouge().compute_score`` on the same COCO-tokenized text gives the same
+number (difference 0.0 on the E2E tgen fixture system; measured by
+benchmarks/bench_metric_libraries.py); ours is about 10 x faster (0.06 s vs 0.7 s: a
+bit-parallel LCS instead of the quadratic table), which matters when every run and every
+rescoring scores the test set.
 """
 
 from __future__ import annotations

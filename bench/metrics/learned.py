@@ -19,6 +19,12 @@ Weights cannot be downloaded here (no hub). A metric looks for its model in
 the weights are that model's architecture, and otherwise fails with one line naming the
 model it needs: another model is never substituted. None of them is in a dataset's default
 metric set; a suite names them explicitly.
+
+Why not the authors' packages: ``bert-score``, ``moverscore_v2`` and ``bleurt`` are not
+installed here, and none of their weights can be downloaded (no hub), so their results could
+not be measured against ours (BLEURT's reference implementation is also TensorFlow, which this
+project does not install). The files follow their code paths (named above) instead; equality
+with them is unmeasured and the signatures say which model and settings were used.
 """
 
 from __future__ import annotations

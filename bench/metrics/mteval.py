@@ -31,6 +31,14 @@ Where they differ (reproduced on purpose):
 Per-example statistics are summable, so a subset or bootstrap resample is scored by summing
 rows. NIST's information weights (and Perl's number of reference sets) are computed once
 from all references passed to ``stats`` and then stay fixed for subsets and resamples.
+
+Why not sacrebleu for the Perl variant: ``corpus_bleu(tokenize="13a", lowercase=True)`` with
+the references padded to the same number of streams (as the SGML files are) equals
+``e2e_bleu_perl`` on the tgen fixture system (difference 0.0 with ``smooth_method`` exp or
+none; measured by benchmarks/bench_metric_libraries.py; 0.8 s both). It is not called because
+the per-MR statistics (subsets, bootstrap) are private in sacrebleu, NIST has no sacrebleu
+counterpart and shares the tokenization and counts computed here, and the zero-match and
+empty-text cases above follow the Perl script, which sacrebleu does not promise.
 """
 
 from __future__ import annotations

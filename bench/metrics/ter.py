@@ -17,6 +17,16 @@ re-implementation of that algorithm, kept faithful to its search so the numbers 
 - corpus TER = sum of edits / sum of average reference lengths (tercom's "Total TER").
 
 Per-example statistics are [edits, average reference length], so subsets sum.
+
+Why not sacrebleu's TER: on the first 300 (and, in a second run, 400) WebNLG test items that
+have three references, ``sacrebleu.metrics.TER(case_sensitive=False)`` equals this
+implementation on the three fixture systems (difference 0.0; measured by
+benchmarks/bench_metric_libraries.py), but it was 2-13 x slower there (3.9-24 s vs 1.3-2.7 s on
+a shared 2-core machine), and it takes one stream per reference: WebNLG items have one to eight
+references, DART items up to 35, and padding streams with empty lines changes TER (an empty
+reference enters the average length and can be the best reference: 0.569 vs tercom's 0.452 on
+the first 100 items of the BART fixture, 0.477 vs 0.387 for the template system). This file
+keeps tercom's per-segment semantics.
 """
 
 from __future__ import annotations
