@@ -56,10 +56,13 @@ def resolve_run(ref: str, results: Path) -> Path:
 def _load(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     from bench.store import damaged_files, read_json, read_predictions
 
-    damage = {k: v for k, v in damaged_files(folder).items() if k in ("spec.json", "predictions.parquet")}
+    damage = damaged_files(folder).get("predictions.parquet")
     if damage:
-        raise BenchError(f"run {folder.name} is damaged: {next(iter(damage.values()))} (`bench run` redoes it)")
-    spec = read_json(folder / "spec.json")["spec"]
+        raise BenchError(f"run {folder.name} is damaged: {damage} (`bench run` redoes it)")
+    spec = read_json(folder / "spec.json").get("spec")
+    if not isinstance(spec, dict) or not isinstance(spec.get("data"), dict) or "name" not in spec["data"]:
+        raise BenchError(f"run {folder.name} is damaged: {folder / 'spec.json'} has no spec with data.name "
+                         "(`bench run` redoes it)")
     preds = read_predictions(folder, decode_key=spec.get("decode_key"))
     if preds.empty:
         raise BenchError(f"run {folder.name} ({folder}) has no stored predictions")
