@@ -295,6 +295,8 @@ def test_malformed_input_is_one_line(case: Case, tmp_path: Path, request: pytest
     if case.lines is not None and case.lines > 0:
         assert len(lines) == case.lines, err
     assert lines, err
+    if case.id == "jobs-zero":  # refused before the run plan is printed
+        assert err.strip().count("\n") == 0, err
     text = "\n".join(lines)
     for s in case.says:
         assert s in text, f"{s!r} not in {text!r}"

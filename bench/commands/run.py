@@ -74,6 +74,8 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     from bench.suite import expand, load_suite
 
     t0 = time.perf_counter()
+    if jobs < 1:
+        raise BenchError(f"--jobs must be >= 1, got {jobs}")  # before anything is printed or written
     s = load_suite(suite)
     specs = expand(s)
     from bench.models import check_available
