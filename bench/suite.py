@@ -180,7 +180,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
     models = raw.get("model")
     if isinstance(models, str):
         models = [models]
-    if not models or not all(isinstance(m, str) for m in models):
+    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
         problems.append("model: required, a model name or a list of names (e.g. smollm2-135m)")
         models = []
     seeds = raw.get("seeds", [0])
@@ -350,8 +350,8 @@ def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> Da
         eval_filter=eval_filter,
         max_eval_sources=max_eval,
         metrics=metrics,
-        train=dict(train_over),
-        decode=dict(decode_over),
+        train=dict(train_over) if isinstance(train_over, Mapping) else {},  # else: a problem above
+        decode=dict(decode_over) if isinstance(decode_over, Mapping) else {},
     )
 
 

@@ -139,6 +139,9 @@ SUITES = [
     Case("unknown-metric", _suite("metrics: {bleu: e2e_bleu}", "metrics: {bleu: e2e_blue}"),
          ("datasets[0].metrics.bleu", "e2e_blue")),
     Case("unknown-model-run", _suite("model: tiny-gpt2", "model: tiny-gpt3", "run"), ("tiny-gpt3",)),
+    Case("model-is-a-number", _suite("model: tiny-gpt2", "model: 5"), ("bad.yaml", "model")),
+    Case("dataset-train-is-a-list", _suite("eval_splits: [test]", "eval_splits: [test]\n    train: [1]"),
+         ("datasets[0].train", "mapping")),
     Case("train-size-zero", _suite("eval_splits: [test]", "eval_splits: [test]\n    train_sizes: [0]"),
          ("datasets[0].train_sizes",)),
 ]
