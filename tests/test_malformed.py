@@ -404,3 +404,55 @@ def test_runs_is_a_file(stored: tuple[Path, Path, Path], tmp_path: Path) -> None
                  ["run", suite, "--results", results, "--quiet"]):
         rc, _, err = cli(argv)
         assert rc == 2 and len(errors(err)) == 1 and "runs" in errors(err)[0], (argv, err)
+
+
+# ----------------------------------------------------------------------------- mutated suites
+
+MUTANTS = [5, -1, 0, "x", "", [], [1], ["a"], {}, {"a": 1}, None, True, 1.5, float("nan"), [[1]], {"x": [1, 2]},
+           "paper", 1e300]
+
+
+def _paths(obj: object, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def test_mutated_suites_never_traceback(tmp_path: Path) -> None:
+    """300 seeded random mutations of a valid suite (a node replaced by another type, or an
+    extra key): validation either passes or raises BenchError, never anything else."""
+    import copy
+    import random
+
+    import yaml
+
+    from bench.errors import BenchError
+    from bench.suite import expand, load_suite
+
+    base = yaml.safe_load(TINY)
+    rng = random.Random(13)
+    path = tmp_path / "m.yaml"
+    rejected = 0
+    for _ in range(300):
+        suite = copy.deepcopy(base)
+        node = rng.choice([p for p in _paths(suite) if p])
+        parent = suite
+        for k in node[:-1]:
+            parent = parent[k]
+        if rng.random() < 0.8 or not isinstance(parent, dict):
+            parent[node[-1]] = copy.deepcopy(rng.choice(MUTANTS))
+        else:
+            parent[rng.choice(["bogus", "options", "only", "sweep", "train", "decode", "config"])] = copy.deepcopy(
+                rng.choice(MUTANTS))
+        path.write_text(yaml.safe_dump(suite))
+        try:
+            expand(load_suite(path))
+        except BenchError as e:
+            rejected += 1
+            assert all(line.startswith(str(path)) for line in str(e).splitlines()), str(e)
+    assert rejected > 150  # most mutations are mistakes, and they are reported
