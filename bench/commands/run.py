@@ -67,6 +67,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
               jobs: int = 1, backend: str = "local",
               scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
     """Validate the whole suite first (nothing under results/ is touched on error), then run."""
+    from bench import store
     from bench.errors import BenchError
     from bench.execute import execute
     from bench.runner import cache_state, check_results_writable
@@ -92,6 +93,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     for sp in specs:
         state = "new" if force else cache_state(sp, results)
         if state == "scored":
+            store.tidy_finished(store.run_dir(results, sp.train_key))
             skipped.append(RunOutcome(sp.train_key, sp.method_label, "cached"))
         elif state == "weightless":
             from bench.runner import WEIGHTLESS
