@@ -203,3 +203,32 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     fake_run(results, "b" * 16, "tiny-gpt2", "lora", {"r": 2}, lora)
     assert main(["export", "bbbb", str(tmp_path / "full"), "--results", str(results)]) == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,cfg", [("prefix", {"length": 5, "mlp_width": 512}), ("lora", {})])
+def test_peft_export_on_smollm2(method: str, cfg: dict, tmp_path: Path) -> None:
+    """The embedded SmolLM2-135M (a Llama with 9 query / 3 key-value heads), real tokenizer."""
+    from bench.errors import ModelUnavailableError
+
+    try:
+        load_model("smollm2-135m")
+    except ModelUnavailableError as e:
+        pytest.skip(f"embedded model unavailable: {e}")
+    lm, ours, theirs, _ = exported(method, cfg, "smollm2-135m", tmp_path)
+    batch = right_padded(lm)
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        a, b = ours(**batch).logits, theirs(**batch).logits
+        with theirs.disable_adapter():
+            bare = theirs(**batch).logits
+    diff = (a - b).abs()[real].max().item()
+    print(f"smollm2 {method}: max abs logit diff {diff:.3g}")
+    assert diff < 1e-5
+    assert (bare - a).abs()[real].max().item() > 1e-2  # the adapter matters
+    kw = {"max_new_tokens": 8, "do_sample": False, "num_beams": 1, "pad_token_id": lm.tokenizer.pad_token_id,
+          "eos_token_id": None}
+    prompt = left_padded(lm)
+    with torch.no_grad():
+        mine = ours.generate(**prompt, **kw)[:, prompt["input_ids"].shape[1]:].tolist()
+    assert mine == [greedy_by_forward(theirs, r, 8) for r in rows(lm)]
