@@ -232,3 +232,19 @@ def test_peft_export_on_smollm2(method: str, cfg: dict, tmp_path: Path) -> None:
     with torch.no_grad():
         mine = ours.generate(**prompt, **kw)[:, prompt["input_ids"].shape[1]:].tolist()
     assert mine == [greedy_by_forward(theirs, r, 8) for r in rows(lm)]
+
+
+def test_run_named_by_its_label(tmp_path: Path) -> None:
+    from bench.compare import resolve_run
+
+    results = tmp_path / "results"
+    _, lora = trained("lora", {"r": 2}, "tiny-gpt2")
+    fake_run(results, "c" * 16, "tiny-gpt2", "lora", {"r": 2}, lora)
+    assert resolve_run("lora", results).name == "c" * 16
+    out = export_run(run="lora", out=tmp_path / "o", results=results)
+    assert (out / "adapter_config.json").is_file()
+    fake_run(results, "d" * 16, "tiny-gpt2", "lora", {"r": 2}, lora)
+    with pytest.raises(BenchError, match="label 'lora' names 2 runs"):
+        resolve_run("lora", results)
+    with pytest.raises(BenchError, match='did you mean "lora"'):
+        resolve_run("lorra", results)

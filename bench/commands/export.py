@@ -14,7 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "PeftModel.from_pretrained(base, OUT) loads (prefix-tuning on decoder-only models, LoRA). "
         "--format safetensors: the stored tensors plus bench_adapter.json describing them (every method).",
     )
-    p.add_argument("run", metavar="RUN", help="train key, unique key prefix, or run folder (as bench compare)")
+    p.add_argument("run", metavar="RUN", help="train key, unique key prefix, run folder, or a label naming one run")
     p.add_argument("out", metavar="OUT", type=Path, help="output folder (new or empty)")
     p.add_argument("--format", dest="fmt", default="peft", help="peft (default) or safetensors")
     p.add_argument("--results", default="results", help="results directory (default: results/)")
