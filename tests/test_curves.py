@@ -77,3 +77,14 @@ def test_report_has_curves_only_where_losses_exist(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n,window", [(1, 1), (40, 2), (200, 10), (10_000, 100)])
 def test_window(n: int, window: int) -> None:
     assert window_for(n) == window
+
+
+def test_params_figure_leaves_out_untrained_rows(tmp_path: Path) -> None:
+    from bench.report.figures import build_figures
+
+    write_run(tmp_path, label="prefix", method="prefix", scores=e2e_scores(0.4), suite="p")
+    write_run(tmp_path, label="zero_shot", method="none", scores=e2e_scores(0.1), params=(0, 0, 1_000_000), suite="p")
+    [rs] = collect_all(results=tmp_path)
+    [fig] = [f for f in build_figures(rs) if f.stem.startswith("params")]
+    assert "not shown, nothing trained: zero_shot" in fig.caption
+    assert [t.get_text() for t in fig.figure.axes[0].texts] == ["prefix"]
