@@ -100,6 +100,9 @@ def test_none_scores_the_bare_model_without_training(tmp_path: Path, capsys: pyt
     assert "0 done, 1 cached" in capsys.readouterr().err
     assert main(["report", str(suite), "--results", str(results), "--out", str(tmp_path / "rep")]) == 0
     assert "zero_shot" in (tmp_path / "rep" / "bare.md").read_text()
+    base = tmp_path / "baseline.parquet"
+    assert main(["regress", "--baseline", str(base), "--results", str(results), "--suite", str(suite), "--update"]) == 0
+    assert main(["regress", "--baseline", str(base), "--results", str(results), "--suite", str(suite)]) == 0
 
 
 def test_changed_adapter_is_a_new_run(tmp_path: Path) -> None:
