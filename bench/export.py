@@ -192,7 +192,9 @@ def export_peft(folder: Path, out: Path) -> Path:
     spec, state, _ = read_run(folder)
     if spec["method"] not in PEFT_METHODS:
         _peft_model(spec, state, torch.nn.Module())  # raises the one-line error
-    loaded = load_model(spec["model"], seed=0)  # tiny models: the seed every run uses
+    # The adapter holds no base weight, only shapes and module names matter: a hub model is
+    # built from its configuration (offline for the paper's models), tiny ones as every run.
+    loaded = load_model(spec["model"], from_config=True, seed=0)
     model = _peft_model(spec, state, loaded.model)
     model.peft_config["default"].base_model_name_or_path = spec["model"]
     _prepare_out(out)
