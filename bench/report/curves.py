@@ -141,11 +141,15 @@ def curve_figures(rs: ResultSet) -> list[ReportFigure]:
         fig.suptitle(f"Training curves: {models}, {dataset_name(str(dataset))}", fontsize=11)
         fig.tight_layout()
         n = len(frame)
+        no_steps = int(sum(1 for x in frame["losses"] if not x))
+        train_part = (f"training loss per step as a trailing moving average (window up to {window} steps; the "
+                      "raw mean faint), " if no_steps < n else "")
         caption = (
-            f"Training curves, {models} on {dataset_name(str(dataset))} ({n} run{'s' if n != 1 else ''}): training "
-            f"loss per step as a trailing moving average (window up to {window} steps; the raw mean faint), dev "
-            "loss at each evaluation dashed; with several runs per method (seeds, subsets) each run is a light "
-            "line and their mean is bold; dotted vertical lines mark early-stopping steps (best dev loss)"
+            f"Training curves, {models} on {dataset_name(str(dataset))} ({n} run{'s' if n != 1 else ''}): "
+            f"{train_part}dev loss at each evaluation dashed; with several runs per method (seeds, subsets) each "
+            "run is a light line and their mean is bold; dotted vertical lines mark early-stopping steps (best dev "
+            "loss)" + (f"; {no_steps} run(s) recorded no per-step training loss (trained before it was kept)"
+                       if no_steps else "")
         )
         out.append(ReportFigure(f"curves_{dataset}", fig, caption))
     return out
