@@ -5,7 +5,8 @@ runs' outputs are rescored from their stored predictions with the same metric, a
 same bootstrap resamples of the examples score both (``bench.metrics.bootstrap``), giving
 the 95% interval of the difference B - A and the probability that B is not better than A.
 
-Runs are named by train key, a unique key prefix, or the run folder's path. Two runs are
+Runs are named by train key, a unique key prefix, the run folder's path, or a method label
+that names one stored run. Two runs are
 compared only when they hold predictions for the same examples (same split, same source
 ids, same references); the order of the rows does not matter. The metric set is the one the
 runs were scored with (``spec.data.metrics``), which must agree between them.
@@ -32,8 +33,9 @@ COLUMNS = [
 
 
 def resolve_run(ref: str, results: Path) -> Path:
-    """The run folder named by a train key, a unique key prefix, or a path."""
-    from bench.store import runs_dir
+    """The run folder named by a train key, a unique key prefix, a path, or a method label
+    that names exactly one stored run."""
+    from bench.store import read_json, runs_dir
 
     path = Path(ref)
     if path.is_dir() and (path / "spec.json").is_file():
@@ -50,7 +52,15 @@ def resolve_run(ref: str, results: Path) -> Path:
     if matches:
         shown = ", ".join(matches[:4]) + (", ..." if len(matches) > 4 else "")
         raise BenchError(f"run {ref!r} is ambiguous in {root}: {len(matches)} keys start with it ({shown})")
-    raise BenchError(f"no run {ref!r} in {root}{did_you_mean(ref, keys)}")
+    # a method label (the suite's `label:`), when it names exactly one stored run
+    labels = {k: str(read_json(root / k / "spec.json")["spec"].get("method_label")) for k in keys}
+    named = [k for k, label in labels.items() if label == ref]
+    if len(named) == 1:
+        return root / named[0]
+    if named:
+        shown = ", ".join(named[:4]) + (", ..." if len(named) > 4 else "")
+        raise BenchError(f"label {ref!r} names {len(named)} runs in {root} ({shown}); give a key or key prefix")
+    raise BenchError(f"no run {ref!r} in {root}{did_you_mean(ref, keys + sorted(set(labels.values())))}")
 
 
 def _load(folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:

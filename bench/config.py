@@ -23,6 +23,11 @@ from bench.identity import digest
 T = TypeVar("T")
 
 
+# Train fields that change how a run is carried out, not what it computes: left out of the run
+# key (stored as None there) and of the report's "settings", so changing them reuses results.
+RESULT_NEUTRAL_TRAIN = ("checkpoint_every",)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The shared training loop's settings (AdamW, linear schedule, no weight decay: Table 6)."""
@@ -129,7 +134,7 @@ class RunSpec:
                 "train_filter": {k: list(v) for k, v in d.train_filter.items()},
             },
             "seed": self.seed,
-            "train": by_value(self.train) | {"checkpoint_every": None},
+            "train": by_value(self.train) | dict.fromkeys(RESULT_NEUTRAL_TRAIN),
         }
 
     @property

@@ -13,7 +13,8 @@
 
 Points: ``lock_acquired``, ``load``, ``train_step:N``, ``checkpoint_saved:N``,
 ``write_trainable``, ``trained`` (parameters published, meta.json not yet updated), ``decode``, ``write_predictions``, ``score``, ``write_metrics``,
-``meta_done`` (metrics written, meta not yet ``done``), ``replace:<file name>`` (a store
+``meta_done`` (metrics written, meta not yet ``done``), ``done_unreleased`` (meta ``done``, lock not yet
+released), ``replace:<file name>`` (a store
 write, temporary file complete, not yet renamed).
 """
 

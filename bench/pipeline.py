@@ -167,21 +167,27 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         enter("preflight")
         preflight_disk(folder, tuned, checkpointing=bool(spec.train.checkpoint_every))
         enter("data")
-        train_ex, dev_ex = load_train_data(spec, data_dir)
+        from bench.registry import METHODS
+        from bench.train import TrainResult, train
+
+        # `none` / `peft` evaluate a model as it is: no data, no loop, 0 steps recorded
+        trains = getattr(METHODS.get(spec.method), "needs_training", True)
+        train_ex, dev_ex = load_train_data(spec, data_dir) if trains else ([], [])
         store.write_json(folder / "train_ids.json", {
             "train": [e.example_id for e in train_ex], "dev": [e.example_id for e in dev_ex]})
         attempt["train_started"] = True
         enter("train")
-        from bench.train import train
-
-        tr = train(tuned, loaded.tokenizer, train_ex, cfg=spec.train, seed=spec.seed, is_encoder_decoder=is_ed,
-                   decoder_start_id=getattr(loaded.model.config, "decoder_start_token_id", None),
-                   dev_examples=dev_ex, checkpoint_path=folder / "checkpoint.pt", progress=progress,
-                   desc=f"train {spec.method_label}")
+        if trains:
+            tr = train(tuned, loaded.tokenizer, train_ex, cfg=spec.train, seed=spec.seed, is_encoder_decoder=is_ed,
+                       decoder_start_id=getattr(loaded.model.config, "decoder_start_token_id", None),
+                       dev_examples=dev_ex, checkpoint_path=folder / "checkpoint.pt", progress=progress,
+                       desc=f"train {spec.method_label}")
+        else:
+            tr = TrainResult(steps=0)
         attempt["resumed_from"] = tr.resumed_from
         summary = tr.summary()
         train_meta = {k: summary[k] for k in ("steps", "final_loss", "best_step", "resumed_from", "dev_losses",
-                                              "discarded_checkpoint")}
+                                              "discarded_checkpoint", "losses")}
         train_meta["n_train_examples"] = len(train_ex)
         train_meta["n_dev_examples"] = len(dev_ex)
         train_cost = {k: summary[k] for k in ("train_time_s", "step_time_median_s", "tokens_per_s",

@@ -198,6 +198,7 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
         meta.update({"status": "done", "stage": "done", "finished": time.time()})
         attempt["stage"] = "done"
         _write_meta(folder, meta)
+        faults.checkpoint("done_unreleased")  # 'done' on disk, the lock not yet released
         return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0,
                           summary=_headline(metrics))
     except LockLost:

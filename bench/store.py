@@ -405,6 +405,18 @@ def _describe(info: Mapping[str, Any]) -> str:
     return f"pid {info.get('pid')} on {info.get('host')} since {time.strftime('%H:%M:%S', time.localtime(info.get('time', 0)))}"
 
 
+def tidy_finished(folder: Path) -> None:
+    """Clean a finished run whose process was killed after it wrote 'done' but before it released
+    its lock (or swept a temporary file): later reruns skip the run without locking it."""
+    if not (folder / "lock").exists() and not any(folder.glob(f".*{TMP_SUFFIX}")):
+        return
+    try:
+        with lock(folder):  # reclaims the lock only when its owner is gone
+            sweep_tmp(folder)
+    except LockBusy:
+        pass  # a live process holds it; it cleans up itself
+
+
 def lock_owner(folder: Path) -> dict[str, Any] | None:
     """The live owner's record of the run's lock, None when it is free or stale."""
     path = folder / "lock"

@@ -76,6 +76,8 @@ class TrainResult:
             "resumed_from": self.resumed_from,
             "discarded_checkpoint": self.discarded_checkpoint,
             "dev_losses": self.dev_losses,
+            # every step's training loss, for the report's training curves (not part of any key)
+            "losses": [float(f"{x:.6g}") for x in self.losses],
         }
 
 

@@ -148,6 +148,19 @@ def test_kill_at_named_points_then_rerun(suite, reference, tmp_path):
     assert [(a["status"], a["trained"], a["from"]) for a in lora] == [("killed", True, "new"), ("done", False, "trained")]
 
 
+def test_kill_after_done_before_unlock_then_rerun(suite, reference, tmp_path):
+    """A run killed after writing 'done' is skipped as cached by the rerun, which still removes
+    the dead process's lock file."""
+    results = tmp_path / "results"
+    proc = bench_run(suite, results, "done_unreleased#lora")
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list(results.glob("runs/*/lock"))
+    proc = bench_run(suite, results)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "0 done, 2 cached, 0 failed" in proc.stderr
+    assert_same_results(reference, results)
+
+
 def test_kill_at_random_moments_then_rerun(suite, reference, tmp_path):
     results = tmp_path / "results"
     rng = random.Random(20240611)

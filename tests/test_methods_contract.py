@@ -198,6 +198,8 @@ EXPECTED: dict[str, Callable[[Any, dict[str, Any]], tuple[int, int]]] = {
 def _cases() -> list[Any]:
     out = []
     for method in METHODS.names():
+        if not getattr(METHODS.get(method), "needs_training", True):
+            continue  # none / peft train nothing: tests/test_evaluate_only.py
         for i, cfg in enumerate(CASES.get(method, [{}])):
             for model in MODELS:
                 if model in NOT_FOR.get((method, i), ()):

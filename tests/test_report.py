@@ -407,3 +407,14 @@ def test_display_scale() -> None:
     # A metric that says it stores x100 is never scaled again.
     assert reference.display_scale("rouge1", "rouge1|stem:porter|scale:100|version:1") == 1.0
     assert reference.display_scale("e2e_rouge_l", "e2e_rouge_l|rouge-l(coco)|scale:100|version:1") == 1.0
+
+
+def test_result_neutral_train_fields_are_not_settings() -> None:
+    """Runs that differ only in how often they checkpointed computed the same thing: one setting,
+    as they have one run key."""
+    from bench.report.data import setting_of
+
+    base = {"method": "prefix", "train": {"lr": 5e-5, "checkpoint_every": 0}, "data": {"name": "e2e", "subset": 0}}
+    other = {**base, "train": {"lr": 5e-5, "checkpoint_every": 20}, "data": {"name": "e2e", "subset": 1}}
+    assert setting_of(base) == setting_of(other)
+    assert setting_of(base) != setting_of({**base, "train": {"lr": 1e-4, "checkpoint_every": 0}})

@@ -13,8 +13,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Rescore two runs' stored predictions and test B against A with a paired "
         "bootstrap: both scores, delta = B - A, its 95%% interval, and p = P(B not better).",
     )
-    p.add_argument("run_a", metavar="RUN_A", help="train key, unique key prefix, or run folder")
-    p.add_argument("run_b", metavar="RUN_B", help="train key, unique key prefix, or run folder")
+    p.add_argument("run_a", metavar="RUN_A", help="train key, unique key prefix, run folder, or label")
+    p.add_argument("run_b", metavar="RUN_B", help="train key, unique key prefix, run folder, or label")
     p.add_argument("--results", default="results", help="results directory (default: results/)")
     p.add_argument("--split", default=None, help="only this split (default: every shared split)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")

@@ -96,6 +96,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     for sp in specs:
         state = "new" if force else cache_state(sp, results)
         if state == "scored":
+            store.tidy_finished(store.run_dir(results, sp.train_key))
             skipped.append(RunOutcome(sp.train_key, sp.method_label, "cached"))
         elif state == "weightless":
             from bench.runner import WEIGHTLESS

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench import store
+from bench.config import RESULT_NEUTRAL_TRAIN
 from bench.identity import digest
 
 # The spec fields a row averages over (or that only name the run), left out of its setting.
@@ -72,6 +73,8 @@ def setting_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The spec without what a table row aggregates over (seed, subset) or what only names it."""
     out = {k: v for k, v in spec.items() if k not in _NOT_SETTING}
     out["data"] = {k: v for k, v in dict(spec.get("data", {})).items() if k != "subset"}
+    if isinstance(out.get("train"), Mapping):
+        out["train"] = {k: v for k, v in out["train"].items() if k not in RESULT_NEUTRAL_TRAIN}
     return out
 
 

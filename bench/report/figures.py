@@ -259,6 +259,9 @@ def _params(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigure]
     scale = ref.display_scale(str(sel["metric_id"].iloc[0]), str(sel["signature"].iloc[0]))
     cells = aggregate(sel, CELL_KEYS)
     cells = cells[cells["n_trained"].notna()]
+    # evaluation-only rows (method none / peft) train nothing: no place on a log axis
+    untrained = sorted(cells.loc[cells["n_trained"] <= 0, "row_label"].astype(str))
+    cells = cells[cells["n_trained"] > 0]
     if cells.empty:
         return []
     points = pd.DataFrame({
@@ -271,7 +274,8 @@ def _params(frame: pd.DataFrame, dataset: str, split: str) -> list[ReportFigure]
     title = f"{dataset_name(dataset)} {split}: {ref.display_name(metric)} vs trained parameters"
     fig = params_figure(points, metric_label=label, title=title)
     caption = (f"{PAPER_PARAMS}. Here: {_where(sel)}, {setting}; {label}; one point per method "
-               "(mean over its runs, bars: ± 1 std where n > 1).")
+               "(mean over its runs, bars: ± 1 std where n > 1)"
+               + (f"; not shown, nothing trained: {', '.join(untrained)}" if untrained else "") + ".")
     return [ReportFigure(f"params_{dataset}_{split}", fig, caption)]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from bench.errors import BenchError
 from bench.report import tables
 from bench.report.claims import ClaimReport, claims_report
+from bench.report.curves import curve_figures
 from bench.report.data import ResultSet, collect_all, collect_suite
 from bench.report.figures import ReportFigure, build_figures
 from bench.report.reference import reference_settings
@@ -96,7 +97,7 @@ def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
     out.mkdir(parents=True, exist_ok=True)
     stem = _safe(rs.suite)
     claims = claims_report(rs.scores, rs.runs, rs.missing)
-    figures = claims.figures + build_figures(rs)
+    figures = claims.figures + build_figures(rs) + curve_figures(rs)  # curves: only where losses are recorded
     files = [f"{stem}_{_safe(f.stem)}.png" for f in figures]
     paths = []
     for fig, name in zip(figures, files):
