@@ -64,14 +64,25 @@ def _possible(method: str) -> str:
 # ----------------------------------------------------------------------------- reading a run
 
 
+# The spec fields an export reads.
+SPEC_READ = ("method", "method_config", "method_label", "method_version", "model", "model_fingerprint", "train_key")
+
+
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
     """(spec, stored tensors, safetensors metadata) of a stored run."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from bench.store import read_json
+    from bench.store import damaged_files, read_json
 
-    spec = read_json(folder / "spec.json")["spec"]
+    damage = damaged_files(folder).get("trainable.safetensors")
+    if damage:
+        raise BenchError(f"run {folder.name} is damaged: {damage} (`bench run` redoes it)")
+    spec = read_json(folder / "spec.json").get("spec")
+    lacking = [k for k in SPEC_READ if not isinstance(spec, dict) or k not in spec]
+    if lacking:
+        raise BenchError(f"run {folder.name} is damaged: {folder / 'spec.json'} lacks {', '.join(lacking)} "
+                         "(`bench run` redoes it)")
     path = folder / "trainable.safetensors"
     if not path.is_file():
         raise BenchError(

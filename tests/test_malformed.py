@@ -380,6 +380,12 @@ def test_damaged_run_folder(how: str, stored: tuple[Path, Path, Path], tmp_path:
     else:
         assert rc == 0, err
 
+    rc, _, err = cli(["export", folder.name, tmp_path / "export", "--format", "safetensors", "--results", results])
+    if named in ("spec.json", "trainable.safetensors"):  # what export reads
+        assert rc == 2 and len(errors(err)) == 1 and folder.name in err, err
+    else:
+        assert rc == 0, err
+
     rc, _, err = cli(["run", suite, "--results", results, "--quiet"])
     assert rc == 0, err
     assert "1 done, 1 cached" in err
