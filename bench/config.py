@@ -241,6 +241,15 @@ def _type_ok(value: Any, tp: Any) -> bool:
     return True
 
 
+def _literal_choices(tp: Any) -> tuple[Any, ...]:
+    """The allowed values of a ``Literal[...]`` type (also inside ``X | None``), else ()."""
+    if typing.get_origin(tp) is Literal:
+        return typing.get_args(tp)
+    if typing.get_origin(tp) in (Union, types.UnionType):
+        return tuple(c for a in typing.get_args(tp) for c in _literal_choices(a))
+    return ()
+
+
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
@@ -262,7 +271,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, probl
             ok = False
     for key in names:
         if key in data and not _type_ok(data[key], hints[key]):
-            problems.append(f"{where}.{key}: expected {_type_name(hints[key])}, got {data[key]!r}")
+            choices = [str(a) for a in _literal_choices(hints[key])]
+            hint = did_you_mean(str(data[key]), choices) if choices and isinstance(data[key], str) else ""
+            problems.append(f"{where}.{key}: expected {_type_name(hints[key])}, got {data[key]!r}{hint}")
             ok = False
         elif key in data and isinstance(data[key], float) and not math.isfinite(data[key]):
             problems.append(f"{where}.{key}: expected a finite number, got {data[key]!r}")

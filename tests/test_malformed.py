@@ -139,6 +139,11 @@ SUITES = [
     Case("unknown-metric", _suite("metrics: {bleu: e2e_bleu}", "metrics: {bleu: e2e_blue}"),
          ("datasets[0].metrics.bleu", "e2e_blue")),
     Case("unknown-model-run", _suite("model: tiny-gpt2", "model: tiny-gpt3", "run"), ("tiny-gpt3",)),
+    Case("method-option-value-typo", _suite("config: {r: 2}", "config: {r: 2}\n  - label: ad\n    method: adapter\n"
+                                            "    config: {design: houslby}"),
+         ("methods[2].config", "design", "houslby", 'did you mean "houlsby"')),
+    Case("train-loss-typo", _suite("max_steps: 2,", "max_steps: 2, loss: token_mea,"),
+         ("train.loss", 'did you mean "token_mean"')),
     Case("model-is-a-number", _suite("model: tiny-gpt2", "model: 5"), ("bad.yaml", "model")),
     Case("dataset-train-is-a-list", _suite("eval_splits: [test]", "eval_splits: [test]\n    train: [1]"),
          ("datasets[0].train", "mapping")),
