@@ -185,7 +185,7 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         train_meta["n_train_examples"] = len(train_ex)
         train_meta["n_dev_examples"] = len(dev_ex)
         train_cost = {k: summary[k] for k in ("train_time_s", "step_time_median_s", "tokens_per_s",
-                                              "peak_memory_mb")}
+                                              "memory_above_model_mb", "peak_memory_mb")}
         enter("save")
         faults.checkpoint("write_trainable")
         _save_trainable(folder, tuned, spec, {"train": train_meta, "cost": train_cost, "attempt": attempt["n"]})

@@ -430,7 +430,7 @@ RUN_COLUMNS = [
     "train_key", "suite", "model", "method", "method_label", "method_version", "dataset",
     "dataset_version", "train_size", "subset", "seed", "status", "stage", "error",
     "n_trained", "n_stored", "base_total", "train_time_s", "step_time_median_s",
-    "tokens_per_s", "peak_memory_mb", "decode_time_s", "attempts", "path",
+    "tokens_per_s", "memory_above_model_mb", "peak_memory_mb", "decode_time_s", "attempts", "path",
 ]
 
 
@@ -469,6 +469,7 @@ def load_runs(results: Path) -> pd.DataFrame:
                 "train_time_s": cost.get("train_time_s"),
                 "step_time_median_s": cost.get("step_time_median_s"),
                 "tokens_per_s": cost.get("tokens_per_s"),
+                "memory_above_model_mb": cost.get("memory_above_model_mb"),
                 "peak_memory_mb": cost.get("peak_memory_mb"),
                 "decode_time_s": cost.get("decode_time_s"),
                 "attempts": len(meta.get("attempts", [])),
