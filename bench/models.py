@@ -21,11 +21,12 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import ModelUnavailableError
+
+if TYPE_CHECKING:  # torch loads only where a model is built: a cached rerun never imports it
+    import torch
 
 EMBEDDED = "smollm2-135m"
 TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart")
@@ -157,6 +158,7 @@ def tiny_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
 
 
 def _build_from_config(config: Any, seed: int) -> torch.nn.Module:
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     torch.manual_seed(seed)
@@ -197,6 +199,7 @@ def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> Loaded
 
 
 def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
+    import torch
     from safetensors.torch import load_model as st_load
     from safetensors.torch import save_model as st_save
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -274,6 +277,7 @@ def check_available(name: str) -> None:
 
 
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     repo, _, rev = name.partition("@")  # "gpt2-medium@<commit>" pins a hub revision

@@ -29,16 +29,17 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench import faults, store
 from bench.config import RunSpec
 from bench.errors import BenchError
-from bench.pipeline import _data_dir, run_stages, seeds_used
-from bench.train import RunFailure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# torch, transformers and the pipeline are imported by the functions that train: a rerun
+# whose runs are all cached (cache_state, RunOutcome) never loads them.
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,7 @@ def stored_level(spec: RunSpec, folder: Path) -> str:
     if not folder.exists():
         return "new"
     meta = store.read_meta(folder) or {}
-    metrics = store.read_metrics(folder)
-    if meta.get("status") == "done" and not metrics.empty and (metrics["score_key"] == spec.score_key).any():
+    if meta.get("status") == "done" and spec.score_key in store.scored_keys(folder, meta):
         return "scored"
     if (folder / "predictions.parquet").exists() and store.read_predictions(folder, spec.decode_key).shape[0] > 0:
         return "decoded"
@@ -107,6 +107,8 @@ def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None,
     ``busy``: another live process holds the run. ``failed`` runs stay failed unless
     ``retry_failed`` (or ``force``, which redoes everything).
     """
+    from bench.pipeline import _data_dir
+
     folder = store.run_dir(results, spec.train_key)
     t0 = time.perf_counter()
     with _ONE_RUN_PER_PROCESS, faults.context(spec.method_label):
@@ -122,6 +124,8 @@ def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None,
 
 
 def _free_memory() -> None:
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -137,6 +141,8 @@ RUN_FILES = ("trainable.safetensors", "predictions.parquet", "metrics.parquet", 
 
 def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir: Path | None, *, force: bool,
                 retry_failed: bool, progress: bool, t0: float) -> RunOutcome:
+    from bench.pipeline import run_stages, seeds_used
+
     faults.checkpoint("lock_acquired")
     store.sweep_tmp(folder)  # leftovers of a writer killed mid-write: we own the folder now
     if force:
@@ -181,7 +187,8 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
                              data_dir=data_dir, progress=progress)
         faults.checkpoint("meta_done")
         attempt.update({"status": "done", "finished": time.time()})
-        meta.update({"status": "done", "stage": "done", "finished": time.time()})
+        meta.update({"status": "done", "stage": "done", "finished": time.time(),
+                     "score_keys": sorted(store.scored_keys(folder))})  # a cached rerun reads only meta.json
         attempt["stage"] = "done"
         _write_meta(folder, meta)
         return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0,
@@ -207,6 +214,10 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
 
 def failure_reason(e: BaseException, spec: RunSpec) -> str:
     """One line saying why a run failed, with the usual fix where there is one."""
+    import torch
+
+    from bench.train import RunFailure
+
     first = (str(e).strip().splitlines() or [""])[0][:400]
     if isinstance(e, torch.OutOfMemoryError):
         return (f"out of memory ({first}); lower train.batch_size (now {spec.train.batch_size}) and raise "
