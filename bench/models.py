@@ -200,9 +200,8 @@ def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> Loaded
 
 def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
     import torch
-    from safetensors.torch import load_model as st_load
     from safetensors.torch import save_model as st_save
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
     fp = f"{EMBEDDED}:gguf={_file_sha256(gguf)}"
@@ -211,10 +210,9 @@ def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
     # weights are written separately.)
     converted = cache_dir() / "models" / fp.replace(":", "_").replace("=", "-")
     if (converted / "model.safetensors").exists():
-        config = AutoConfig.from_pretrained(converted)
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        st_load(model, str(converted / "model.safetensors"))
+        # from_pretrained builds the model without a random initialisation (from_config spent
+        # seconds drawing weights that the file then overwrote) and checks every key.
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(converted)
         return model, tok, fp
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
