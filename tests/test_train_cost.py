@@ -42,7 +42,7 @@ def _tuned(model: str, method: str, **cfg: object) -> tuple[torch.nn.Module, obj
 
 
 @pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-llama", "tiny-bart"])
-@pytest.mark.parametrize("method", ["full", "prefix", "adapter", "lora", "infix"])
+@pytest.mark.parametrize("method", METHODS.names())
 @pytest.mark.parametrize("reduction", ["sequence_sum", "token_mean"])
 def test_labelled_positions_loss_equals_full_logits_loss(model: str, method: str, reduction: str) -> None:
     if method == "lora" and model == "tiny-gpt2":
