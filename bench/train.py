@@ -251,38 +251,33 @@ def forward_loss(tuned: torch.nn.Module, batch: dict[str, torch.Tensor], *, is_e
                  reduction: str) -> torch.Tensor:
     """The loop's loss for one batch, computing the output layer only where it is needed.
 
-    Decoder-only: the source tokens carry no label, so their logits (batch x source x
-    vocabulary, the largest activations of a small model) are never computed: the model's
-    ``logits_to_keep`` restricts the output layer to the columns from the first predicting
-    position to the last (one range for the batch). The loss is the same number as
-    ``sequence_loss`` on the full logits (tests/test_train_cost.py). Encoder-decoder
-    targets are labelled everywhere but padding: nothing to leave out.
+    Decoder-only: only target tokens carry labels, so the logits of source and padding
+    positions (batch x length x vocabulary: the largest activations of a small model) are
+    never computed: the model's ``logits_to_keep`` takes a boolean [batch, length] mask of
+    the positions that predict a labelled token and returns their logits flattened. The loss
+    is the same number as ``sequence_loss`` on the full logits (tests/test_train_cost.py).
+    Encoder-decoder targets are labelled everywhere but padding: nothing to leave out.
     """
     inputs = {k: v for k, v in batch.items() if k != "labels"}  # HF would compute a second loss
     labels = batch["labels"]
     if is_encoder_decoder:
         out = tuned(**inputs)
         return sequence_loss(out.logits, labels, is_encoder_decoder=True, reduction=reduction)[0]
-    # position t predicts token t + 1: keep columns [first, last] of the predicting positions
-    cols = (labels[:, 1:] != IGNORE).any(dim=0).nonzero().flatten()
-    if cols.numel() == 0:
-        first, last = 0, labels.size(1) - 2
-    else:
-        first, last = int(cols[0]), int(cols[-1])
-    keep = torch.arange(first, last + 1, device=labels.device)
+    # position t predicts token t + 1
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
     if "logits_to_keep" in inspect.signature(_inner_model(tuned).forward).parameters:
         logits = tuned(**inputs, logits_to_keep=keep).logits
     else:
         logits = tuned(**inputs).logits
-    if logits.size(1) != keep.numel():  # the model ignored it: slice here (still saves the loss's work)
-        logits = logits[:, first : last + 1]
-    target = labels[:, first + 1 : last + 2]
-    tok = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=IGNORE, reduction="none"
-    ).view(target.shape)
+    if logits.dim() == 3:  # the model ignored the mask: select here (still saves the loss's work)
+        logits = logits[keep]
+    target = labels[:, 1:][keep[:, :-1]]
+    tok = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
     if reduction == "sequence_sum":
-        return tok.sum(dim=1).mean()
-    return tok.sum() / max(int((target != IGNORE).sum()), 1)
+        rows = keep.nonzero()[:, 0]
+        return torch.zeros(labels.size(0), dtype=tok.dtype, device=tok.device).index_add(0, rows, tok).mean()
+    return tok.sum() / max(target.numel(), 1)
 
 
 def train(

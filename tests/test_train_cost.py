@@ -70,13 +70,13 @@ def test_output_layer_sees_only_the_labelled_columns() -> None:
     batch = collate_train(encoded, pad_id=lm.tokenizer.pad_token_id, is_encoder_decoder=False)
     seen: list[int] = []
     head = lm.model.get_output_embeddings()
-    handle = head.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[1]))
+    handle = head.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
     try:
         forward_loss(tuned, batch, is_encoder_decoder=False, reduction="sequence_sum")
     finally:
         handle.remove()
-    shortest_source = min(len(e.source_ids) for e in encoded)
-    assert seen == [batch["input_ids"].shape[1] - shortest_source]
+    # exactly the positions that predict a target token: one per target token, no padding
+    assert seen == [sum(len(e.target_ids) for e in encoded)]
 
 
 # ----------------------------------------------------------------------------- run keys
