@@ -212,7 +212,9 @@ def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
     if (converted / "model.safetensors").exists():
         # from_pretrained builds the model without a random initialisation (from_config spent
         # seconds drawing weights that the file then overwrote) and checks every key.
-        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32)
+        # disable_mmap: the weights are read into memory, so the model is resident once loaded
+        # (mmapped, its pages would load during the first step and count as training memory).
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, disable_mmap=True)
         tok = AutoTokenizer.from_pretrained(converted)
         return model, tok, fp
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
