@@ -26,13 +26,15 @@ COMMANDS: tuple[str, ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of ``only`` (``bench run`` need not import the
+    modules of ``bench report``: a cached rerun's start-up is mostly imports)."""
     parser = argparse.ArgumentParser(
         prog="bench",
         description="prefix-bench: run, score and report lightweight fine-tuning suites (Li & Liang 2021).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in [only] if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"bench.commands.{name}")
         except ModuleNotFoundError as e:
@@ -44,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)

@@ -22,6 +22,9 @@ from bench.identity import digest
 
 T = TypeVar("T")
 
+# TrainConfig fields (name -> default) left out of the train_key at their default.
+KEYED_WHEN_SET: dict[str, Any] = {"group_by_length": False, "precision": "fp32"}
+
 
 # Train fields that change how a run is carried out, not what it computes: left out of the run
 # key (stored as None there) and of the report's "settings", so changing them reuses results.
@@ -47,6 +50,21 @@ class TrainConfig:
     early_stopping: bool = False  # on dev loss, where the run has a dev split (low-data)
     eval_every: int = 50  # steps between dev-loss checks when early_stopping
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = never
+    # Batches of similar length (less padding); the order stays a function of the seed.
+    group_by_length: bool = False
+    # Autocast dtype of forward passes (bf16 or fp16 on a GPU; fp16 adds a gradient scaler).
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that go into the train_key (checkpointing does not change the numbers).
+
+        Fields added after results were stored enter the key only when set to a non-default
+        value, so runs that do not set them keep the keys of the results already stored."""
+        out = by_value(self) | dict.fromkeys(RESULT_NEUTRAL_TRAIN)
+        for name, default in KEYED_WHEN_SET.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     def check(self) -> list[str]:
         problems = []
@@ -134,7 +152,7 @@ class RunSpec:
                 "train_filter": {k: list(v) for k, v in d.train_filter.items()},
             },
             "seed": self.seed,
-            "train": by_value(self.train) | dict.fromkeys(RESULT_NEUTRAL_TRAIN),
+            "train": self.train.identity(),
         }
 
     @property

@@ -21,11 +21,12 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import ModelUnavailableError
+
+if TYPE_CHECKING:  # torch loads only where a model is built: a cached rerun never imports it
+    import torch
 
 EMBEDDED = "smollm2-135m"
 TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart")
@@ -157,6 +158,7 @@ def tiny_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
 
 
 def _build_from_config(config: Any, seed: int) -> torch.nn.Module:
+    import torch
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
     torch.manual_seed(seed)
@@ -197,9 +199,9 @@ def load_model(name: str, *, from_config: bool = False, seed: int = 0) -> Loaded
 
 
 def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
-    from safetensors.torch import load_model as st_load
+    import torch
     from safetensors.torch import save_model as st_save
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = embedded_gguf_path()
     fp = f"{EMBEDDED}:gguf={_file_sha256(gguf)}"
@@ -208,10 +210,11 @@ def _load_embedded() -> tuple[torch.nn.Module, Any, str]:
     # weights are written separately.)
     converted = cache_dir() / "models" / fp.replace(":", "_").replace("=", "-")
     if (converted / "model.safetensors").exists():
-        config = AutoConfig.from_pretrained(converted)
-        torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        st_load(model, str(converted / "model.safetensors"))
+        # from_pretrained builds the model without a random initialisation (from_config spent
+        # seconds drawing weights that the file then overwrote) and checks every key.
+        # disable_mmap: the weights are read into memory, so the model is resident once loaded
+        # (mmapped, its pages would load during the first step and count as training memory).
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=torch.float32, disable_mmap=True)
         tok = AutoTokenizer.from_pretrained(converted)
         return model, tok, fp
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -274,6 +277,7 @@ def check_available(name: str) -> None:
 
 
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     repo, _, rev = name.partition("@")  # "gpt2-medium@<commit>" pins a hub revision

@@ -190,8 +190,10 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
                                               "discarded_checkpoint", "losses")}
         train_meta["n_train_examples"] = len(train_ex)
         train_meta["n_dev_examples"] = len(dev_ex)
+        train_meta["precision"] = spec.train.precision  # autocast dtype (fp32: none)
+        train_meta["group_by_length"] = spec.train.group_by_length
         train_cost = {k: summary[k] for k in ("train_time_s", "step_time_median_s", "tokens_per_s",
-                                              "peak_memory_mb")}
+                                              "memory_above_model_mb", "peak_memory_mb")}
         enter("save")
         faults.checkpoint("write_trainable")
         _save_trainable(folder, tuned, spec, {"train": train_meta, "cost": train_cost, "attempt": attempt["n"]})

@@ -29,16 +29,17 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import torch
+from typing import TYPE_CHECKING, Any
 
 from bench import faults, store
 from bench.config import RunSpec
 from bench.errors import BenchError
-from bench.pipeline import _data_dir, run_stages, seeds_used
-from bench.train import RunFailure
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# torch, transformers and the pipeline are imported by the functions that train: a rerun
+# whose runs are all cached (cache_state, RunOutcome) never loads them.
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,9 @@ def stored_level(spec: RunSpec, folder: Path) -> str:
     if "trainable.safetensors" in damaged:
         return "new"
     meta = {} if "meta.json" in damaged else store.read_meta(folder) or {}
-    metrics = pd.DataFrame() if "metrics.parquet" in damaged else store.read_metrics(folder)
-    done = meta.get("status") == "done" and not metrics.empty and (metrics["score_key"] == spec.score_key).any()
-    if done and not damaged:
+    # meta.json lists its score keys (store.scored_keys): the cache check opens no parquet data.
+    keys = set() if "metrics.parquet" in damaged else store.scored_keys(folder, meta)
+    if meta.get("status") == "done" and spec.score_key in keys and not damaged:
         return "scored"
     if ("predictions.parquet" not in damaged and (folder / "predictions.parquet").exists()
             and store.read_predictions(folder, spec.decode_key).shape[0] > 0):
@@ -114,6 +115,8 @@ def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None,
     ``busy``: another live process holds the run. ``failed`` runs stay failed unless
     ``retry_failed`` (or ``force``, which redoes everything).
     """
+    from bench.pipeline import _data_dir
+
     folder = store.run_dir(results, spec.train_key)
     t0 = time.perf_counter()
     with _ONE_RUN_PER_PROCESS, faults.context(spec.method_label):
@@ -129,6 +132,8 @@ def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None,
 
 
 def _free_memory() -> None:
+    import torch
+
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -144,6 +149,8 @@ RUN_FILES = ("trainable.safetensors", "predictions.parquet", "metrics.parquet", 
 
 def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir: Path | None, *, force: bool,
                 retry_failed: bool, progress: bool, t0: float) -> RunOutcome:
+    from bench.pipeline import run_stages, seeds_used
+
     faults.checkpoint("lock_acquired")
     store.sweep_tmp(folder)  # leftovers of a writer killed mid-write: we own the folder now
     damaged = store.damaged_files(folder)
@@ -195,7 +202,8 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
                              data_dir=data_dir, progress=progress)
         faults.checkpoint("meta_done")
         attempt.update({"status": "done", "finished": time.time()})
-        meta.update({"status": "done", "stage": "done", "finished": time.time()})
+        meta.update({"status": "done", "stage": "done", "finished": time.time(),
+                     "score_keys": sorted(store.scored_keys(folder))})  # a cached rerun reads only meta.json
         attempt["stage"] = "done"
         _write_meta(folder, meta)
         faults.checkpoint("done_unreleased")  # 'done' on disk, the lock not yet released
@@ -222,6 +230,10 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
 
 def failure_reason(e: BaseException, spec: RunSpec) -> str:
     """One line saying why a run failed, with the usual fix where there is one."""
+    import torch
+
+    from bench.train import RunFailure
+
     first = (str(e).strip().splitlines() or [""])[0][:400]
     if isinstance(e, torch.OutOfMemoryError):
         return (f"out of memory ({first}); lower train.batch_size (now {spec.train.batch_size}) and raise "

@@ -27,14 +27,13 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from bench import SCHEMA_VERSION, faults
 from bench.errors import BenchError
+
+if TYPE_CHECKING:  # pandas and pyarrow load where a frame or a parquet file is used
+    import pandas as pd
 
 # A lock whose owner cannot be checked by process id (another host, another container) is
 # dead once its file has not been touched for this long; owners touch it every HEARTBEAT_S.
@@ -148,6 +147,9 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def write_parquet(path: Path, df: pd.DataFrame) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(df, preserve_index=False)
     meta = dict(table.schema.metadata or {})
     meta[b"schema_version"] = str(SCHEMA_VERSION).encode()
@@ -157,6 +159,9 @@ def write_parquet(path: Path, df: pd.DataFrame) -> None:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as e:
@@ -468,6 +473,9 @@ def _safetensors_problem(path: Path) -> str | None:
 
 
 def _file_problem(path: Path) -> str | None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     try:
         if path.name == "spec.json":
             return _spec_problem(path)
@@ -520,6 +528,8 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
 
 
 def read_predictions(folder: Path, decode_key: str | None = None) -> pd.DataFrame:
+    import pandas as pd
+
     path = folder / "predictions.parquet"
     if not path.exists():
         return pd.DataFrame(columns=["decode_key", "split", "source_id", "source", "prediction", "references", "fields"])
@@ -527,13 +537,37 @@ def read_predictions(folder: Path, decode_key: str | None = None) -> pd.DataFram
     return df[df["decode_key"] == decode_key].reset_index(drop=True) if decode_key else df
 
 
+def scored_keys(folder: Path, meta: Mapping[str, Any] | None = None) -> set[str]:
+    """The score_keys with rows in ``folder``'s metrics.parquet.
+
+    meta.json lists them (``score_keys``, written with status 'done'), so a rerun checks its
+    cache without opening a parquet file (or importing pandas); runs stored before that list
+    existed are read from the file, only its score_key column."""
+    import pyarrow.parquet as pq
+
+    path = folder / "metrics.parquet"
+    if not path.exists():
+        return set()
+    listed = (meta or {}).get("score_keys")
+    if isinstance(listed, list):
+        return {str(k) for k in listed}
+    table = pq.ParquetFile(path).read(columns=["score_key"])  # read_table would import pyarrow.dataset
+    version = (table.schema.metadata or {}).get(b"schema_version")
+    _check_version(path, int(version) if version else None)
+    return {str(k) for k in table.column("score_key").to_pylist()}
+
+
 def read_metrics(folder: Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = folder / "metrics.parquet"
     return read_parquet(path) if path.exists() else pd.DataFrame()
 
 
 def upsert_parquet(path: Path, new: pd.DataFrame, key: str) -> None:
     """Replace the rows of ``path`` whose ``key`` column equals the new rows' key; atomic."""
+    import pandas as pd
+
     if path.exists():
         old = read_parquet(path)
         old = old[~old[key].isin(set(new[key]))]
@@ -545,12 +579,14 @@ RUN_COLUMNS = [
     "train_key", "suite", "model", "method", "method_label", "method_version", "dataset",
     "dataset_version", "train_size", "subset", "seed", "status", "stage", "error",
     "n_trained", "n_stored", "base_total", "train_time_s", "step_time_median_s",
-    "tokens_per_s", "peak_memory_mb", "decode_time_s", "attempts", "path",
+    "tokens_per_s", "memory_above_model_mb", "peak_memory_mb", "decode_time_s", "attempts", "path",
 ]
 
 
 def load_runs(results: Path) -> pd.DataFrame:
     """One row per run folder: spec summary + meta (status, params, costs)."""
+    import pandas as pd
+
     rows = []
     root = runs_dir(results)
     if Path(results).exists() and not Path(results).is_dir():
@@ -595,6 +631,7 @@ def load_runs(results: Path) -> pd.DataFrame:
                 "train_time_s": cost.get("train_time_s"),
                 "step_time_median_s": cost.get("step_time_median_s"),
                 "tokens_per_s": cost.get("tokens_per_s"),
+                "memory_above_model_mb": cost.get("memory_above_model_mb"),
                 "peak_memory_mb": cost.get("peak_memory_mb"),
                 "decode_time_s": cost.get("decode_time_s"),
                 "attempts": len(meta.get("attempts", [])),

@@ -2,7 +2,7 @@
 accumulation, optional early stopping on dev loss, resumable checkpoints.
 
 It never asks which method it trains: it optimizes ``tuned.trainable_parameters()`` on the
-loss computed from ``tuned(...).logits`` (``bench.formatting.sequence_loss``).
+loss computed from ``tuned(...).logits`` on the labelled positions (``forward_loss``).
 
 Checkpoints (every ``checkpoint_every`` steps, published atomically) hold everything the rest
 of the run depends on: the trainable parameters, AdamW's state, the schedule, the position in
@@ -13,7 +13,11 @@ state. A resumed run therefore reaches bit-identical parameters on CPU.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -34,11 +38,13 @@ from typing_extensions import Self
 
 from bench import faults
 from bench.config import TrainConfig
-from bench.formatting import Encoded, collate_train, encode, sequence_loss
+from bench.formatting import IGNORE, Encoded, collate_train, encode, sequence_loss
 from bench.interfaces import Example
 
 DATA_ORDER_SALT = 0xB5  # the batch order is numpy.random.default_rng([seed, DATA_ORDER_SALT])
 CHECKPOINT_FORMAT = 2
+GROUP_MEGABATCH = 50  # batches per length-sorted group with train.group_by_length (as HF's Trainer)
+AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class RunFailure(Exception):
@@ -57,7 +63,8 @@ class TrainResult:
     step_times: list[float] = field(default_factory=list)
     tokens: int = 0
     train_time_s: float = 0.0
-    peak_memory_mb: float = 0.0
+    peak_memory_mb: float = 0.0  # the process's peak during training (model included)
+    memory_above_model_mb: float | None = None  # what training added above the loaded model
     dev_losses: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     resumed_from: int | None = None
@@ -72,6 +79,8 @@ class TrainResult:
             "step_time_median_s": round(float(np.median(st)), 4) if st else None,
             "tokens_per_s": round(self.tokens / self.train_time_s, 1) if self.train_time_s else None,
             "peak_memory_mb": round(self.peak_memory_mb, 1),
+            "memory_above_model_mb": (None if self.memory_above_model_mb is None
+                                      else round(self.memory_above_model_mb, 1)),
             "best_step": self.best_step,
             "resumed_from": self.resumed_from,
             "discarded_checkpoint": self.discarded_checkpoint,
@@ -89,24 +98,52 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 1024 if sys.platform != "darwin" else rss / 2**20
 
 
-class MemoryPeak:
-    """Peak memory of one run's training, not of the whole process.
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the kernel, so the baseline RSS is what is live now.
 
-    GPU: ``max_memory_allocated`` after a reset. CPU: the resident set size sampled every
-    10 ms from /proc (``ru_maxrss`` is a process-lifetime maximum, so in a process that ran
-    full fine-tuning first every later run would report full fine-tuning's peak).
+    Runs share a process (``--jobs 1``); without this, pages freed by an earlier run stay
+    resident and a later run reuses them without its RSS growing: its 'memory above the
+    model' would read too low."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: the baseline may include freed pages (a lower bound on the rise)
+
+
+class MemoryPeak:
+    """Peak memory of one run's training, and how far it rose above the loaded model.
+
+    ``above_model_mb`` is the figure the efficiency tables show: what training adds on top of
+    the model as loaded and wrapped by the method (activations, gradients, optimizer state).
+    GPU: ``max_memory_allocated`` after a reset, minus what was allocated at the reset. CPU:
+    the kernel's peak resident set size (VmHWM, reset through /proc/self/clear_refs) minus
+    the RSS at entry; where the reset is refused, the RSS sampled every 10 ms (``ru_maxrss``
+    is a process-lifetime maximum: in a process that ran full fine-tuning first, every later
+    run would report full fine-tuning's peak). ``mb`` is the process total at its peak (the
+    model, the tokenizer, the Python heap and everything else included).
     """
 
     def __init__(self, device: torch.device):
         self.device = device
         self.peak_bytes = 0
+        self.baseline_bytes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._hwm = False  # the kernel's peak counter was reset and is read at exit
         self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
     def _rss(self) -> int:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * self._page
+
+    @staticmethod
+    def _vm_hwm() -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        raise OSError("no VmHWM in /proc/self/status")
 
     def _sample(self) -> None:
         while not self._stop.wait(0.01):
@@ -114,24 +151,48 @@ class MemoryPeak:
 
     def __enter__(self) -> Self:
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline_bytes = torch.cuda.memory_allocated(self.device)
         elif os.path.exists("/proc/self/statm"):
-            self.peak_bytes = self._rss()
-            self._thread = threading.Thread(target=self._sample, name="bench-memory-peak", daemon=True)
-            self._thread.start()
+            _release_freed_memory()
+            self.baseline_bytes = self.peak_bytes = self._rss()
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+                self._hwm = self._vm_hwm() <= self.baseline_bytes + 2**20
+            except OSError:
+                self._hwm = False
+            if not self._hwm:
+                self._thread = threading.Thread(target=self._sample, name="bench-memory-peak", daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            return
+        if self._hwm:
+            self.peak_bytes = max(self.peak_bytes, self._vm_hwm())
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        if self.baseline_bytes:
             self.peak_bytes = max(self.peak_bytes, self._rss())
 
     @property
     def mb(self) -> float:
-        if self.device.type == "cuda" or self._thread is None:
-            return peak_memory_mb(self.device)
+        """The process's (GPU: the device's allocated) peak during training, model included."""
+        if self.device.type != "cuda" and not self.baseline_bytes:
+            return peak_memory_mb(self.device)  # no /proc: the lifetime maximum is all there is
         return self.peak_bytes / 2**20
+
+    @property
+    def above_model_mb(self) -> float | None:
+        """The peak's rise above the loaded model (None where it cannot be measured)."""
+        if self.device.type != "cuda" and not self.baseline_bytes:
+            return None
+        return max(0.0, (self.peak_bytes - self.baseline_bytes) / 2**20)
 
 
 def encode_all(tokenizer: Any, examples: Sequence[Example], cfg: TrainConfig, is_encoder_decoder: bool) -> list[Encoded]:
@@ -149,20 +210,76 @@ def total_steps(n_examples: int, cfg: TrainConfig) -> int:
     return max(1, math.ceil(per_epoch * cfg.epochs))
 
 
-def _batch_order(n: int, steps: int, cfg: TrainConfig, seed: int) -> list[list[int]]:
-    """Every micro-batch of the run, fixed up front from the seed (so resuming replays it)."""
+def _batch_order(n: int, steps: int, cfg: TrainConfig, seed: int,
+                 lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """Every micro-batch of the run, fixed up front from the seed (so resuming replays it).
+
+    ``group_by_length``: each epoch's permutation is cut into mega-batches of
+    ``GROUP_MEGABATCH`` batches, sorted by length inside each (so a batch pads to similar
+    lengths), and the batches of the epoch are then shuffled (so lengths do not trend)."""
     rng = np.random.default_rng([seed, DATA_ORDER_SALT])
     need = steps * cfg.grad_accum
     batches: list[list[int]] = []
     while len(batches) < need:
         perm = rng.permutation(n).tolist()
-        for i in range(0, n, cfg.batch_size):
-            batches.append(perm[i : i + cfg.batch_size])
+        if not (cfg.group_by_length and lengths is not None):
+            for i in range(0, n, cfg.batch_size):
+                batches.append(perm[i : i + cfg.batch_size])
+            continue
+        mega = cfg.batch_size * GROUP_MEGABATCH
+        epoch: list[list[int]] = []
+        for i in range(0, n, mega):
+            chunk = sorted(perm[i : i + mega], key=lambda j: -lengths[j])  # stable: ties keep the draw
+            epoch += [chunk[k : k + cfg.batch_size] for k in range(0, len(chunk), cfg.batch_size)]
+        batches += [epoch[k] for k in rng.permutation(len(epoch)).tolist()]
     return batches[:need]
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """The forward passes' autocast for ``train.precision`` (fp32: none)."""
+    dtype = AMP_DTYPES[precision]
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def _inner_model(tuned: torch.nn.Module) -> torch.nn.Module:
+    return getattr(tuned, "base", tuned)
+
+
+def forward_loss(tuned: torch.nn.Module, batch: dict[str, torch.Tensor], *, is_encoder_decoder: bool,
+                 reduction: str) -> torch.Tensor:
+    """The loop's loss for one batch, computing the output layer only where it is needed.
+
+    Decoder-only: only target tokens carry labels, so the logits of source and padding
+    positions (batch x length x vocabulary: the largest activations of a small model) are
+    never computed: the model's ``logits_to_keep`` takes a boolean [batch, length] mask of
+    the positions that predict a labelled token and returns their logits flattened. The loss
+    is the same number as ``sequence_loss`` on the full logits (tests/test_train_cost.py).
+    Encoder-decoder targets are labelled everywhere but padding: nothing to leave out.
+    """
+    inputs = {k: v for k, v in batch.items() if k != "labels"}  # HF would compute a second loss
+    labels = batch["labels"]
+    if is_encoder_decoder:
+        out = tuned(**inputs)
+        return sequence_loss(out.logits, labels, is_encoder_decoder=True, reduction=reduction)[0]
+    # position t predicts token t + 1
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    if "logits_to_keep" in inspect.signature(_inner_model(tuned).forward).parameters:
+        logits = tuned(**inputs, logits_to_keep=keep).logits
+    else:
+        logits = tuned(**inputs).logits
+    if logits.dim() == 3:  # the model ignored the mask: select here (still saves the loss's work)
+        logits = logits[keep]
+    target = labels[:, 1:][keep[:, :-1]]
+    tok = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
+    if reduction == "sequence_sum":
+        rows = keep.nonzero()[:, 0]
+        return torch.zeros(labels.size(0), dtype=tok.dtype, device=tok.device).index_add(0, rows, tok).mean()
+    return tok.sum() / max(target.numel(), 1)
 
 
 def train(
@@ -188,11 +305,13 @@ def train(
     dev = encode_all(tokenizer, dev_examples, cfg, is_encoder_decoder) if cfg.early_stopping else []
     pad = tokenizer.pad_token_id
     steps = total_steps(len(data), cfg)
-    order = _batch_order(len(data), steps, cfg, seed)
+    order = _batch_order(len(data), steps, cfg, seed, [len(e.source_ids) + len(e.target_ids) for e in data])
     params = [p for _, p in tuned.trainable_parameters()]
     if not params:
         raise RunFailure("train", "the method left no trainable parameter")
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fp16's narrow range underflows small gradients: scale the loss (bf16 has fp32's range).
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
     warm = cfg.warmup_steps
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
@@ -214,6 +333,8 @@ def train(
                 for n, t in ck["params"].items():
                     named[n].copy_(t)
             opt.load_state_dict(ck["optimizer"])
+            if scaler is not None and ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
             sched.load_state_dict(ck["scheduler"])
             _set_rng_states(ck["rng"])
             start_step = ck["step"]
@@ -242,20 +363,25 @@ def train(
                 idx = order[step * cfg.grad_accum + micro]
                 batch = _to(collate_train([data[i] for i in idx], pad_id=pad, is_encoder_decoder=is_encoder_decoder,
                                           decoder_start_id=decoder_start_id), device)
-                # Labels stay out of the model call: HF would compute a second, unused loss.
-                out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
-                loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
-                                            reduction=cfg.loss)
+                with autocast(device, cfg.precision):
+                    loss = forward_loss(tuned, batch, is_encoder_decoder=is_encoder_decoder, reduction=cfg.loss)
                 if faults.poisoned(f"train_step:{step}"):
                     loss = loss * float("nan")
                 if not torch.isfinite(loss):
                     raise RunFailure("train", f"non-finite loss ({loss.item()}) at step {step}")
-                (loss / cfg.grad_accum).backward()
+                scaled = loss / cfg.grad_accum
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 step_loss += loss.item() / cfg.grad_accum
                 result.tokens += int(batch["attention_mask"].sum()) + int(batch.get("decoder_attention_mask", torch.zeros(1)).sum())
+            if scaler is not None:
+                scaler.unscale_(opt)  # clip the true gradients
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)  # skips the step when a gradient overflowed, then lowers the scale
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
             result.losses.append(step_loss)
             result.step_times.append(time.perf_counter() - ts)
@@ -273,7 +399,7 @@ def train(
                 tuned.train()
             if checkpoint_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
                 _save_checkpoint(checkpoint_path, fingerprint, tuned, opt, sched, done, result, best_dev, best_state,
-                                 elapsed_before + time.perf_counter() - t0)
+                                 elapsed_before + time.perf_counter() - t0, scaler)
                 faults.checkpoint(f"checkpoint_saved:{done}")
         if best_state is not None:
             with torch.no_grad():
@@ -283,6 +409,7 @@ def train(
         tuned.eval()
         result.train_time_s = elapsed_before + time.perf_counter() - t0
     result.peak_memory_mb = memory.mb
+    result.memory_above_model_mb = memory.above_model_mb
     return result
 
 
@@ -322,7 +449,8 @@ def _read_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[str,
 
 
 def _save_checkpoint(path: Path, fingerprint: dict[str, Any], tuned: torch.nn.Module, opt: Any, sched: Any,
-                     step: int, result: TrainResult, best_dev: float, best_state: Any, elapsed_s: float) -> None:
+                     step: int, result: TrainResult, best_dev: float, best_state: Any, elapsed_s: float,
+                     scaler: Any = None) -> None:
     from bench.store import atomic_path
 
     state = {
@@ -340,6 +468,7 @@ def _save_checkpoint(path: Path, fingerprint: dict[str, Any], tuned: torch.nn.Mo
         "best_dev": best_dev,
         "best_state": best_state,
         "elapsed_s": elapsed_s,
+        "scaler": scaler.state_dict() if scaler is not None else None,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -356,9 +485,8 @@ def dev_loss(tuned: torch.nn.Module, dev: Sequence[Encoded], cfg: TrainConfig, p
         chunk = dev[i : i + cfg.batch_size]
         batch = _to(collate_train(chunk, pad_id=pad, is_encoder_decoder=is_encoder_decoder,
                                   decoder_start_id=decoder_start_id), device)
-        out = tuned(**{k: v for k, v in batch.items() if k != "labels"})
-        loss, _ = sequence_loss(out.logits, batch["labels"], is_encoder_decoder=is_encoder_decoder,
-                                reduction="sequence_sum")
+        with autocast(device, cfg.precision):
+            loss = forward_loss(tuned, batch, is_encoder_decoder=is_encoder_decoder, reduction="sequence_sum")
         total += loss.item() * len(chunk)
         n += len(chunk)
     return total / max(n, 1)

@@ -88,7 +88,7 @@ def write_run(
         "status": status, "stage": "done" if status == "done" else "train", "error": error,
         "params": {"trained": params[0], "stored": params[1], "base_total": params[2]},
         "cost": {"train_time_s": 12.5, "step_time_median_s": 0.125, "tokens_per_s": 2048.0,
-                 "peak_memory_mb": 512.0, "decode_time_s": 3.25},
+                 "memory_above_model_mb": 96.0, "peak_memory_mb": 512.0, "decode_time_s": 3.25},
         "provenance": PROVENANCE,
     })
     if status == "done":

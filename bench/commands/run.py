@@ -6,8 +6,10 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.runner import RunOutcome
+if TYPE_CHECKING:
+    from bench.runner import RunOutcome
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -62,25 +64,26 @@ def select_where(specs: list, where: list[str]) -> list:
     return specs
 
 
-def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | None = None, force: bool = False,
-              retry_failed: bool = False, only: list[str] | None = None, where: list[str] | None = None,
-              jobs: int = 1, backend: str = "local",
-              scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
-    """Validate the whole suite first (nothing under results/ is touched on error), then run."""
-    from bench import store
-    from bench.errors import BenchError
-    from bench.execute import execute
-    from bench.runner import cache_state, check_results_writable
+def _expand(suite: Path) -> tuple[str, list[str], list]:
+    """Load and validate the suite, expand it, and remember the expansion for the next rerun."""
+    from bench import expansion_cache
     from bench.suite import expand, load_suite
 
-    t0 = time.perf_counter()
-    if jobs < 1:
-        raise BenchError(f"--jobs must be >= 1, got {jobs}")  # before anything is printed or written
     s = load_suite(suite)
     specs = expand(s)
-    from bench.models import check_available
+    expansion_cache.save(suite, s.name, list(s.models), specs)
+    return s.name, list(s.models), specs
 
-    for model in s.models:
+
+def _select(specs: list, suite: Path, results: Path, models: list[str], only: list[str] | None,
+            where: list[str] | None, force: bool, retry_failed: bool) -> tuple[list, list, list[RunOutcome]]:
+    """(selected specs, runs to do, outcomes of the runs skipped) for this command line."""
+    from bench import store
+    from bench.errors import BenchError
+    from bench.models import check_available
+    from bench.runner import RunOutcome, cache_state, check_results_writable
+
+    for model in models:
         check_available(model)  # one line, nothing written, before any run starts
     if only:
         labels = {sp.method_label for sp in specs}
@@ -107,6 +110,31 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
                                       error="failed earlier (see `bench ls --failed`; --retry-failed retries)"))
         else:
             todo.append(sp)
+    return specs, todo, skipped
+
+
+def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | None = None, force: bool = False,
+              retry_failed: bool = False, only: list[str] | None = None, where: list[str] | None = None,
+              jobs: int = 1, backend: str = "local",
+              scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
+    """Validate the whole suite first (nothing under results/ is touched on error), then run.
+
+    A rerun whose runs are all cached reads the suite's stored expansion
+    (``bench.expansion_cache``) and never imports torch or transformers; as soon as one run
+    has work to do, the suite is loaded and expanded for real."""
+    from bench import expansion_cache
+    from bench.errors import BenchError
+
+    t0 = time.perf_counter()
+    if jobs < 1:
+        raise BenchError(f"--jobs must be >= 1, got {jobs}")  # before anything is printed or written
+    cached = None if force else expansion_cache.load(suite)
+    if cached is not None:
+        name, models, specs = cached
+        specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
+    if cached is None or todo:
+        name, models, specs = _expand(suite)
+        specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
 
     def report(o: RunOutcome) -> None:
         line = f"[{o.status}] {o.label} {o.train_key}"
@@ -119,8 +147,10 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
         print(line, file=sys.stderr)
 
     if not quiet:
-        print(f"bench: {s.name}: {len(specs)} runs, {len(skipped)} cached or failed before, {len(todo)} to do",
+        print(f"bench: {name}: {len(specs)} runs, {len(skipped)} cached or failed before, {len(todo)} to do",
               file=sys.stderr)
+    from bench.execute import execute
+
     done = execute(todo, results=results, data_dir=data_dir, jobs=jobs, backend=backend, scheduler=scheduler,
                    force=force, retry_failed=retry_failed, progress=not quiet, on_outcome=report)
     outcomes = skipped + done
@@ -129,7 +159,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
             report(o)
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed", "weightless")}
     needs = f", {counts['weightless']} need their weights" if counts["weightless"] else ""
-    print(f"bench: {s.name}: {len(outcomes)} runs: {counts['done']} done, {counts['cached']} cached, "
+    print(f"bench: {name}: {len(outcomes)} runs: {counts['done']} done, {counts['cached']} cached, "
           f"{counts['failed']} failed{needs} ({time.perf_counter() - t0:.1f}s); results in {results}", file=sys.stderr)
     if counts["failed"]:
         print(f"bench: see why with `bench ls --failed --results {results}`; retry with --retry-failed",

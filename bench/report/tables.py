@@ -353,7 +353,8 @@ COST_COLUMNS: Sequence[tuple[str, str, int]] = (
     ("train_time_s", "train time (s)", 1),
     ("step_time_median_s", "step time (s, median)", 4),
     ("tokens_per_s", "tokens/s", 0),
-    ("peak_memory_mb", "peak memory (MB)", 0),
+    ("memory_above_model_mb", "memory above model (MB)", 0),
+    ("peak_memory_mb", "process peak (MB)", 0),
     ("decode_time_s", "decode time (s)", 1),
 )
 
@@ -366,7 +367,11 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
     out = ["## Efficiency", "",
            ("Parameters: share of the base model and count; trained includes training-only parts "
            "(prefix-tuning's MLP), stored is what is kept per task. Costs: mean over the method's runs "
-           "(n); step time is the median step of each run."), ""]
+           "(n); step time is the median step of each run. Memory above model: the peak memory training "
+           "added on top of the loaded model (activations, gradients, optimizer state; CPU: peak RSS above "
+           "the RSS before the first step, GPU: peak allocated above the allocation after loading); process "
+           "peak: the whole process at that peak (model, tokenizer, libraries included; for comparison "
+           "with older results)."), ""]
     rows = []
     keys = ["model", "row_label", "dataset", "train_size", "scenario"]
     for idx in group_indices(done, keys):
