@@ -251,6 +251,15 @@ class PrefixTuned(WrappedModel):
         with self.activated(kv, None, torch.tensor([self.length]), input_ids, attention_mask):
             return self.base.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
+    def cache_prefix(self) -> torch.Tensor | None:
+        """Decoder-only: the key/values [n_layers, 2, kv_heads, L, head_dim] as cached past
+        (positions start at L), what the injected route computes (``bench.beam``)."""
+        if not self.decoder_only:
+            raise NotImplementedError(f"{self.method_name}: encoder-decoder prefixes are not a cached past")
+        if type(self).starts is not PrefixTuned.starts:
+            raise NotImplementedError(f"{self.method_name}: key/values not visible to every query")
+        return self.role_kv()["self"]
+
     @contextlib.contextmanager
     def activated(
         self,
