@@ -21,10 +21,12 @@ Exactness: beam bookkeeping mirrors ``GenerationMixin._beam_search`` (transforme
 op (top-2K candidates, the -1e9 sentinels, the length penalty, the early-stop heuristic), and
 greedy mirrors ``_sample``. The float results of a row of a matrix product do not depend on
 the other rows once a batch has enough rows, but they do for very small batches (MKL on
-AVX-512, measured: 1-3, 5-7 and 9-11 rows give other last bits than 12+); so the two
-row-count changes (prefill once per source, dropping finished sources) only happen on the
-CPU and only while both the old and the new row counts are at least :data:`SAFE_ROWS`. On
-other devices (cuBLAS picks kernels by shape) the batch keeps ``generate``'s rows.
+AVX-512, measured with 2 threads: 1-3, 5-7 and 9-11 rows give other last bits than 12+; with
+1 thread 1-3 rows; the rows are split between threads); so the two row-count changes
+(prefill once per source, dropping finished sources) only happen on the CPU and only while
+both the old and the new row counts are at least :func:`safe_rows` (16, or 8 per thread on
+machines with more threads). On other devices (cuBLAS picks kernels by shape) the batch
+keeps ``generate``'s rows.
 ``tests/test_fast_decode.py`` pins the equality with ``generate``.
 
 Not covered (``bench.decode`` then calls ``generate``): encoder-decoder models, and methods
@@ -42,7 +44,11 @@ from transformers.cache_utils import Cache, DynamicLayer
 
 from bench.methods._prefix_attention import explicit_masks
 
-SAFE_ROWS = 16
+
+def safe_rows() -> int:
+    """Row counts from which a batch may shrink (or the prompt run once per source) on the CPU."""
+    return max(16, 8 * torch.get_num_threads())
+
 NEG = -1.0e9  # generate's sentinel score
 
 
@@ -244,16 +250,17 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     _generation_settings_plain(model)
     device = input_ids.device
     reshape_ok = device.type == "cpu"
+    floor = safe_rows()
     runner = _Runner(model, prefix, prefix_visible, prefix_len, input_ids, attention_mask, max_new_tokens)
     if num_beams == 1:
         return _greedy(runner, input_ids, max_new_tokens, eos_token_id, pad_token_id, banned_ids, min_new_tokens,
-                       reshape_ok)
+                       reshape_ok, floor)
     return _beam(runner, input_ids, num_beams, max_new_tokens, length_penalty, eos_token_id, pad_token_id,
-                 banned_ids, min_new_tokens, reshape_ok)
+                 banned_ids, min_new_tokens, reshape_ok, floor)
 
 
 def _greedy(runner: _Runner, input_ids: torch.Tensor, max_new: int, eos: int, pad: int | None,
-            banned: Sequence[int], min_new: int, reshape_ok: bool) -> torch.Tensor:
+            banned: Sequence[int], min_new: int, reshape_ok: bool, floor: int) -> torch.Tensor:
     batch = input_ids.shape[0]
     device = input_ids.device
     fill = pad if pad is not None else eos
@@ -276,7 +283,7 @@ def _greedy(runner: _Runner, input_ids: torch.Tensor, max_new: int, eos: int, pa
         if not bool(running.any()):
             break
         keep = running.nonzero().squeeze(1)
-        if reshape_ok and len(keep) < len(running) and len(keep) >= SAFE_ROWS:
+        if reshape_ok and len(keep) < len(running) and len(keep) >= floor:
             runner.select(keep)
             alive, running, nxt = alive[keep], running[keep], nxt[keep]
         tokens = nxt[:, None]
@@ -284,7 +291,7 @@ def _greedy(runner: _Runner, input_ids: torch.Tensor, max_new: int, eos: int, pa
 
 
 def _beam(runner: _Runner, input_ids: torch.Tensor, K: int, max_new: int, length_penalty: float, eos: int,
-          pad: int | None, banned: Sequence[int], min_new: int, reshape_ok: bool) -> torch.Tensor:
+          pad: int | None, banned: Sequence[int], min_new: int, reshape_ok: bool, floor: int) -> torch.Tensor:
     batch = input_ids.shape[0]
     device = input_ids.device
     fill = pad or eos  # generate: `pad_token_id or eos_token_id[0]`
@@ -292,7 +299,7 @@ def _beam(runner: _Runner, input_ids: torch.Tensor, K: int, max_new: int, length
     top_mask = torch.cat([torch.ones(K, dtype=torch.bool), torch.zeros(keep_k - K, dtype=torch.bool)]).to(device)
 
     # prefill: once per source when the row counts allow it, else on the beams as generate does
-    once = reshape_ok and batch >= SAFE_ROWS
+    once = reshape_ok and batch >= floor
     expand = torch.arange(batch, device=device).repeat_interleave(K)
     if not once:
         runner.select(expand)
@@ -368,7 +375,7 @@ def _beam(runner: _Runner, input_ids: torch.Tensor, K: int, max_new: int, length
             best_len[src] = fin_len[:, 0]
             break
         rows = (parent + (torch.arange(S, device=device) * K)[:, None]).reshape(-1)
-        if bool(done.any()) and reshape_ok and (S - int(done.sum())) * K >= SAFE_ROWS:
+        if bool(done.any()) and reshape_ok and (S - int(done.sum())) * K >= floor:
             best_seq[src[done]] = fin_seq[done, 0]
             best_len[src[done]] = fin_len[done, 0]
             keep = (~done).nonzero().squeeze(1)

@@ -3,22 +3,35 @@
 One generation per unique source (``EvalItem``), scored later against all its references.
 Sources are decoded in batches sorted by length (less padding), results returned in the
 original order. Newline tokens are blocked in table-to-text as in the authors' code.
+
+Engine: ``"fast"`` (the default) is ``bench.beam``, token-for-token the output of
+transformers' ``generate`` for these settings but faster (prefix as cached past, prompt run
+once per source, finished sources leave the batch); where it cannot promise that
+(encoder-decoder models, the infix) the batch goes to ``generate``. ``"generate"`` forces
+transformers' ``generate`` (also ``BENCH_DECODE_ENGINE=generate``). The engine is not part of
+the decode key: both give the same predictions.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from bench import beam, faults, store
 from bench.config import DecodeConfig
 from bench.formatting import collate_prompts, prompt_ids
 from bench.interfaces import EvalItem
+
+ENGINES = ("fast", "generate")
 
 
 @functools.lru_cache(maxsize=8)
@@ -45,8 +58,24 @@ def decode(
     max_source_tokens: int,
     progress: bool = True,
     desc: str = "decode",
+    engine: str | None = None,
+    min_new_tokens: int = 0,
+    parts: Path | None = None,
+    stats: dict[str, Any] | None = None,
 ) -> tuple[list[str], float]:
-    """Generate one hypothesis per item; returns (hypotheses in item order, seconds)."""
+    """Generate one hypothesis per item; returns (hypotheses in item order, seconds).
+
+    ``parts``: a folder (one per decode key and split) where each finished batch is published
+    atomically; batches found there (same sources) are not decoded again, so a killed decode
+    resumes. Batches are fixed by the sorted order, so a resumed decode decodes exactly the
+    batches an uninterrupted one would (same padding, same outputs). ``stats`` receives
+    ``resumed_batches`` and ``batches``.
+
+    ``min_new_tokens`` (benchmarks only: equal work across variants) bans the eos token until
+    that many tokens are generated, as ``generate``'s argument of that name."""
+    engine = engine or os.environ.get("BENCH_DECODE_ENGINE") or "fast"
+    if engine not in ENGINES:
+        raise ValueError(f"decode engine {engine!r}: valid are {', '.join(ENGINES)}")
     device = next(tuned.parameters()).device
     prompts = [prompt_ids(tokenizer, it.source, is_encoder_decoder=is_encoder_decoder,
                           max_source_tokens=max_source_tokens) for it in items]
@@ -61,22 +90,69 @@ def decode(
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
     }
+    banned: list[int] = []
     if cfg.block_newline:
-        nl = newline_token_ids(tokenizer)
-        if nl:
-            gen_kw["bad_words_ids"] = [[i] for i in nl]
+        banned = newline_token_ids(tokenizer)
+        if banned:
+            gen_kw["bad_words_ids"] = [[i] for i in banned]
+    if min_new_tokens:
+        gen_kw["min_new_tokens"] = min_new_tokens
+    fast: tuple[torch.nn.Module, torch.Tensor | None] | None = None
     tuned.eval()
+    if engine == "fast" and not is_encoder_decoder:
+        try:
+            with torch.no_grad():
+                fast = beam.model_and_prefix(tuned)  # the prefix is computed once for all batches
+        except beam.Unsupported:
+            fast = None
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False, dynamic_ncols=True, file=sys.stderr)
-    for start in range(0, len(order), cfg.batch_size):
+    n_batches = resumed = 0
+    for number, start in enumerate(range(0, len(order), cfg.batch_size)):
         idx = order[start : start + cfg.batch_size]
+        n_batches += 1
+        part = parts / f"batch-{number:06d}.parquet" if parts is not None else None
+        stored = _read_part(part, [items[i].source_id for i in idx]) if part is not None else None
+        if stored is not None:
+            for i, text in zip(idx, stored, strict=True):
+                out[i] = text
+            resumed += 1
+            bar.update(len(idx))
+            continue
+        faults.checkpoint(f"decode_batch:{number}")
         batch = collate_prompts([prompts[i] for i in idx], pad_id=tokenizer.pad_token_id)
         batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.no_grad():
-            seqs = tuned.generate(**batch, **gen_kw)
-        new = seqs if is_encoder_decoder else seqs[:, batch["input_ids"].shape[1] :]
+        new = None
+        if fast is not None:
+            try:
+                new = beam.generate(fast[0], batch["input_ids"], batch["attention_mask"], num_beams=cfg.beam_size,
+                                    max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty,
+                                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                    banned_ids=banned, min_new_tokens=min_new_tokens, prefix=fast[1])
+            except beam.Unsupported:
+                fast = None
+        if new is None:
+            with torch.no_grad():
+                seqs = tuned.generate(**batch, **gen_kw)
+            new = seqs if is_encoder_decoder else seqs[:, batch["input_ids"].shape[1] :]
         for row, i in enumerate(idx):
             out[i] = tokenizer.decode(new[row], skip_special_tokens=True).strip()
+        if part is not None:
+            part.parent.mkdir(parents=True, exist_ok=True)
+            store.write_parquet(part, pd.DataFrame({"source_id": [items[i].source_id for i in idx],
+                                                    "prediction": [out[i] for i in idx]}))
         bar.update(len(idx))
     bar.close()
+    if stats is not None:
+        stats.update(batches=n_batches, resumed_batches=resumed)
     return out, time.perf_counter() - t0
+
+
+def _read_part(path: Path, source_ids: list[str]) -> list[str] | None:
+    """The predictions of a published batch, or None (absent, or made for other sources)."""
+    if not path.exists():
+        return None
+    df = store.read_parquet(path)
+    if list(df["source_id"]) != source_ids:
+        return None
+    return list(df["prediction"])
