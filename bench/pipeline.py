@@ -7,6 +7,7 @@ effects), and tells :func:`run_stages` which stages the stored files already cov
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
@@ -226,6 +227,8 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         guard()
         store.upsert_parquet(folder / "predictions.parquet", pd.concat(frames, ignore_index=True), "decode_key")
         shutil.rmtree(decode_parts(folder, spec), ignore_errors=True)
+        with contextlib.suppress(OSError):  # (kept while another decode config's batches are there)
+            decode_parts(folder, spec).parent.rmdir()
     return score_stage(spec, folder, enter=enter, guard=guard)
 
 
