@@ -163,3 +163,54 @@ def test_quickstart_model_and_format(num_beams):
     b, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=256,
                   progress=False, engine="generate")
     assert a == b
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-llama"])
+def test_mixed_task_batches_equal_generate_mixed(model, num_beams):
+    """Mixed-task decoding (several tasks' prefixes in one batch, prefixes of different
+    lengths): the fast engine equals generate_mixed, and each source's hypothesis equals
+    serving its task alone."""
+    from bench.methods.prefix import generate_mixed
+
+    torch.manual_seed(0)
+    lm = load_model(model, seed=0)
+    m = METHODS.get("prefix")()
+    tasks = []
+    for length in (2, 4, 3):
+        t = m.apply(lm.model, lm.tokenizer, m.Config(length=length, mlp_width=8))
+        with torch.no_grad():
+            for _, p in t.trainable_parameters():
+                p.add_(torch.randn_like(p) * 0.2)
+        tasks.append(t.eval())
+    items = [EvalItem(f"s{i}", f"name : Place {i} | area : {'city' if i % 3 else 'riverside'}", ("x",))
+             for i in range(21)]
+    task_of_item = [i % 3 for i in range(21)]
+    cfg = DecodeConfig(beam_size=num_beams, max_new_tokens=10, batch_size=8)
+    kw = {"cfg": cfg, "is_encoder_decoder": False, "max_source_tokens": 64, "progress": False}
+    fast, _ = decode(tasks, lm.tokenizer, items, task_of_item=task_of_item, engine="fast", **kw)
+    slow, _ = decode(tasks, lm.tokenizer, items, task_of_item=task_of_item, engine="generate", **kw)
+    assert fast == slow
+    alone = {}
+    for k, t in enumerate(tasks):
+        mine = [i for i in range(21) if task_of_item[i] == k]
+        hyps, _ = decode(t, lm.tokenizer, [items[i] for i in mine], engine="generate", **kw)
+        alone.update(zip(mine, hyps, strict=True))
+    assert fast == [alone[i] for i in range(21)]
+
+    # token level (the byte tokenizer's texts hide differences): engine == generate_mixed
+    from bench.methods.prefix import mixed_prefix
+
+    batch = _prompts(lm.tokenizer, 20)
+    rows = torch.tensor([i % 3 for i in range(20)])
+    gen = {"num_beams": num_beams, "max_new_tokens": 10, "early_stopping": num_beams > 1, "do_sample": False,
+           "pad_token_id": lm.tokenizer.pad_token_id, "eos_token_id": lm.tokenizer.eos_token_id}
+    ref = generate_mixed(tasks, rows, **batch, **gen)[:, batch["input_ids"].shape[1]:]
+    prefix, visible, lengths = mixed_prefix(tasks, rows, batch["input_ids"])
+    assert visible is not None  # prefixes of different lengths: padded slots are masked
+    out = beam.generate(lm.model, batch["input_ids"], batch["attention_mask"], num_beams=num_beams,
+                        max_new_tokens=10, length_penalty=1.0, eos_token_id=lm.tokenizer.eos_token_id,
+                        pad_token_id=lm.tokenizer.pad_token_id, prefix=prefix, prefix_visible=visible,
+                        prefix_len=lengths)
+    assert torch.equal(out, ref)
+    assert len({tuple(r) for r in ref.tolist()}) >= 3  # (at least the tasks differ)

@@ -473,6 +473,18 @@ def _mixed(
     return first, kv, visible, lengths.index_select(0, rows)
 
 
+def mixed_prefix(
+    tasks: Sequence[PrefixTuned], task_of_row: Sequence[int] | torch.Tensor, input_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Decoder-only mixed batch as cached past (``bench.beam``): per-row key/values
+    [B, n_layers, 2, kv_heads, L_max, head_dim], visible slots [B, L_max] (None: all) and
+    prefix lengths [B] (the rows' positions start there). Raises NotImplementedError where
+    ``generate_mixed`` must be used (encoder-decoder, infix)."""
+    first, kv, visible, lengths = _mixed(tasks, task_of_row, input_ids)
+    first.cache_prefix()  # raises where the tasks are not plain decoder-only prefixes
+    return kv["self"], visible, lengths
+
+
 def forward_mixed(
     tasks: Sequence[PrefixTuned],
     task_of_row: Sequence[int] | torch.Tensor,
