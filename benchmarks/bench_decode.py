@@ -6,8 +6,13 @@ drifts in load cancel):
 
 - ``ours``: ``bench.decode.decode`` (the fast engine, the default) with our prefix-tuning
   (length 10, MLP width 512);
-- ``PEFT prefix``: ``generate`` on ``get_peft_model(model, PrefixTuningConfig(prefix_projection=True,
-  num_virtual_tokens=10, encoder_hidden_size=512))``;
+- ``PEFT prefix``: ``generate`` on the base model of ``get_peft_model(model,
+  PrefixTuningConfig(prefix_projection=True, num_virtual_tokens=10, encoder_hidden_size=512))``
+  with PEFT's own prefix key/values (``get_prompt``, its MLP) passed as ``cache`` and the mask
+  extended over them: PEFT's route. (``PeftModel.generate`` itself is not usable here: under
+  transformers 5.x ``generate`` passes its own ``cache`` and the model ignores PEFT's
+  ``past_key_values``, so its outputs equal the bare model's; checked on tiny Llama, which
+  also means the earlier "PEFT prefix" anchor of 0.88 s per source decoded without a prefix);
 - ``bare``: ``generate`` on the model itself, no prefix;
 - ``floor``: the model's weight matrix products for the same tokens, timed on this machine as
   the same GEMM shapes: the prompts' tokens once per source (no padding) through every
@@ -71,14 +76,21 @@ def batches(tok: Any, items: list[Any]) -> list[dict[str, torch.Tensor]]:
             for s in range(0, len(order), BATCH)]
 
 
-def generate_all(model: torch.nn.Module, tok: Any, bs: list[dict[str, torch.Tensor]]) -> int:
+def generate_all(model: torch.nn.Module, tok: Any, bs: list[dict[str, torch.Tensor]], peft: Any = None) -> int:
+    """``generate`` over the batches; with ``peft``, PEFT's prefix key/values as the cache."""
     kw = {"num_beams": BEAMS, "max_new_tokens": NEW, "min_new_tokens": NEW, "early_stopping": True,
           "do_sample": False, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id,
           "bad_words_ids": [[i] for i in newline_token_ids(tok)]}
     n = 0
     with torch.no_grad():
         for b in bs:
-            out = model.generate(**b, **kw)
+            extra: dict[str, Any] = {}
+            if peft is not None:
+                rows = b["input_ids"].shape[0]
+                mask = b["attention_mask"]
+                extra["cache"] = peft.get_prompt(batch_size=rows * BEAMS)  # generate does not expand a given cache
+                extra["attention_mask"] = torch.cat([mask.new_ones(rows, LENGTH), mask], dim=1)
+            out = model.generate(**{**b, **extra}, **{k: v for k, v in kw.items() if k not in extra})
             n += (out.shape[1] - b["input_ids"].shape[1]) * out.shape[0]
     return n
 
@@ -147,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sources", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-write", action="store_true", help="print, do not edit reports/performance.md")
     args = ap.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()[0]
     torch.manual_seed(0)
     lm = load_model(MODEL)
@@ -174,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         assert all(hyps), "an empty hypothesis with 40 forced tokens"
         return len(items) * BEAMS * NEW
 
-    variants = {"ours": run_ours, "PEFT prefix": lambda: generate_all(peft_model, tok, bs),
+    peft_base = peft_model.get_base_model()
+    variants = {"ours": run_ours, "PEFT prefix": lambda: generate_all(peft_base, tok, bs, peft=peft_model),
                 "bare": lambda: generate_all(bare, tok, bs), "floor": lambda: (time_floor(shapes), 0)[1]}
     names = list(variants)
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -194,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
              (f"Machine: {machine()}. Load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
              "(the machine is shared; the background replication run was paused by quiet.sh)."),
              (f"Rerun: `/work/wt/quiet.sh .venv/bin/python benchmarks/bench_decode.py --sources {args.sources} "
-             f"--rounds {args.rounds}` ({args.rounds} rounds, the order rotating per round; "
+             f"--rounds {args.rounds}{f' --threads {args.threads}' if args.threads else ''}` ({args.rounds} rounds, the order rotating per round; "
              "benchmarks/bench_decode.py says what is measured)."), "",
              (f"{n} E2E dev sources (the first {n} unique MRs) in the harness's prompt format, {len(bs)} batches of "
              f"up to {BATCH} sorted by length, beam {BEAMS}, newline tokens banned, exactly {NEW} new tokens per "
@@ -202,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
              f"Floor: {floor_flops(shapes) / 1e9:.1f} GFLOP of weight products."), "",
              "| variant | median s | s per source | beam tokens/s | / PEFT prefix | / floor |",
              "|---|---:|---:|---:|---:|---:|"]
-    labels = {"ours": "ours: `bench.decode.decode` (fast engine)", "PEFT prefix": "PEFT prefix + `generate`",
+    labels = {"ours": "ours: `bench.decode.decode` (fast engine)",
+              "PEFT prefix": "PEFT's prefix (as cache) + `generate`",
               "bare": "bare model + `generate`", "floor": "floor (weight GEMMs)"}
     for k in names:
         med = statistics.median(times[k])
