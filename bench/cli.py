@@ -22,6 +22,7 @@ COMMANDS: tuple[str, ...] = (
     "score",
     "compare",
     "params",
+    "serve_bench",
 )
 
 
