@@ -147,8 +147,8 @@ def test_unknown_engine_is_refused():
 @pytest.mark.parametrize("num_beams", [1, 5])
 def test_quickstart_model_and_format(num_beams):
     """SmolLM2-135M, the quickstart's synthetic E2E test sources in the harness's prompt format,
-    its decoding settings (beam 5, 60 new tokens, newline ban); 20 sources in a batch of 16 (the
-    prompt runs once per source, finished sources leave the batch) and a batch of 4."""
+    its decoding settings (beam 5, 60 new tokens, newline ban); 16 sources in one batch (the
+    prompt runs once per source, finished sources leave the batch)."""
     from bench.registry import DATASETS
 
     torch.set_num_threads(2)
@@ -156,7 +156,7 @@ def test_quickstart_model_and_format(num_beams):
     examples = DATASETS.get("synthetic_e2e")().load("test", data_dir=None, options={"n_test_mrs": 40})
     from bench.interfaces import group_references
 
-    items = group_references(examples)[:20]
+    items = group_references(examples)[:16]
     cfg = DecodeConfig(beam_size=num_beams, max_new_tokens=60, block_newline=True, batch_size=16)
     a, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=256,
                   progress=False, engine="fast")
