@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "compare",
     "params",
     "export",
+    "serve_bench",
 )
 
 

@@ -12,7 +12,8 @@
 - ``#LABEL`` restricts the entry to the run whose method label is LABEL.
 
 Points: ``lock_acquired``, ``load``, ``train_step:N``, ``checkpoint_saved:N``,
-``write_trainable``, ``trained`` (parameters published, meta.json not yet updated), ``decode``, ``write_predictions``, ``score``, ``write_metrics``,
+``write_trainable``, ``trained`` (parameters published, meta.json not yet updated), ``decode``,
+``decode_batch:N`` (before the N-th batch, from 0, of a split is decoded), ``write_predictions``, ``score``, ``write_metrics``,
 ``meta_done`` (metrics written, meta not yet ``done``), ``done_unreleased`` (meta ``done``, lock not yet
 released), ``replace:<file name>`` (a store
 write, temporary file complete, not yet renamed).

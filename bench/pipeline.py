@@ -7,9 +7,11 @@ effects), and tells :func:`run_stages` which stages the stored files already cov
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import random
+import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -164,6 +166,8 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
     cost = meta.setdefault("cost", {})
     is_ed = loaded.is_encoder_decoder
     if level == "new":
+        # batches decoded by earlier parameters of this run (--force) are not this model's
+        shutil.rmtree(folder / "decode_parts", ignore_errors=True)
         enter("preflight")
         preflight_disk(folder, tuned, checkpointing=bool(spec.train.checkpoint_every))
         enter("data")
@@ -216,15 +220,23 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         enter("decode")
         faults.checkpoint("decode")
         frames, seconds = [], 0.0
+        resumed = 0
         for split in spec.data.eval_splits:
             items = load_eval_items(spec, split, data_dir)
-            hyps, secs = decode_items(tuned, loaded, items, spec, progress)
+            stats: dict[str, Any] = {}
+            hyps, secs = decode_items(tuned, loaded, items, spec, progress, parts=decode_parts(folder, spec) / split,
+                                      stats=stats)
+            resumed += stats.get("resumed_batches", 0)
             seconds += secs
             frames.append(_predictions_frame(spec, split, items, hyps))
         cost["decode_time_s"] = round(seconds, 3)
+        attempt["decode_resumed_batches"] = resumed
         faults.checkpoint("write_predictions")
         guard()
         store.upsert_parquet(folder / "predictions.parquet", pd.concat(frames, ignore_index=True), "decode_key")
+        shutil.rmtree(decode_parts(folder, spec), ignore_errors=True)
+        with contextlib.suppress(OSError):  # (kept while another decode config's batches are there)
+            decode_parts(folder, spec).parent.rmdir()
     return score_stage(spec, folder, enter=enter, guard=guard)
 
 
@@ -252,13 +264,20 @@ def preflight_disk(folder: Path, tuned: torch.nn.Module, *, checkpointing: bool,
                                       f"{need:.0f} MiB; free space or use another --results directory")
 
 
+def decode_parts(folder: Path, spec: RunSpec) -> Path:
+    """Where the finished batches of a decode in progress are published (removed once the
+    predictions are): a kill mid-decode loses at most one batch."""
+    return folder / "decode_parts" / spec.decode_key
+
+
 def decode_items(tuned: torch.nn.Module, loaded: LoadedModel, items: Sequence[EvalItem], spec: RunSpec,
-                 progress: bool) -> tuple[list[str], float]:
+                 progress: bool, parts: Path | None = None, stats: dict[str, Any] | None = None
+                 ) -> tuple[list[str], float]:
     from bench.decode import decode
 
     return decode(tuned, loaded.tokenizer, items, cfg=spec.decode, is_encoder_decoder=loaded.is_encoder_decoder,
                   max_source_tokens=spec.train.max_source_tokens, progress=progress,
-                  desc=f"decode {spec.method_label}")
+                  desc=f"decode {spec.method_label}", parts=parts, stats=stats)
 
 
 def _predictions_frame(spec: RunSpec, split: str, items: Sequence[EvalItem], hyps: Sequence[str]) -> pd.DataFrame:

@@ -74,6 +74,7 @@ _INJECT: ContextVar[Mapping[int, PrefixKV] | None] = ContextVar("bench_prefix_in
 _CAPTURE: ContextVar[dict[int, tuple[torch.Tensor, torch.Tensor]] | None] = ContextVar(
     "bench_prefix_capture", default=None
 )
+_EXPLICIT: ContextVar[bool] = ContextVar("bench_prefix_explicit_masks", default=False)
 
 
 @contextlib.contextmanager
@@ -84,6 +85,28 @@ def injecting(entries: Mapping[int, PrefixKV]) -> Iterator[None]:
         yield
     finally:
         _INJECT.reset(token)
+
+
+@contextlib.contextmanager
+def explicit_masks(on: bool = True) -> Iterator[None]:
+    """Within the block, causal attention never runs on a missing mask: the mask is built here.
+
+    For a prefix served as cached past (``bench.beam``): this function, when it injects a
+    prefix, always hands sdpa an explicit boolean mask; transformers may pass None instead
+    (no padding), and sdpa without a mask can take another kernel. Built here, the mask has
+    the values and shape the injecting route builds, so both routes give the same floats.
+    """
+    token = _EXPLICIT.set(on)
+    try:
+        yield
+    finally:
+        _EXPLICIT.reset(token)
+
+
+def _causal(q_len: int, kv_len: int, device: Any) -> torch.Tensor:
+    """[1, 1, q, kv] bool, aligned bottom right (the cache holds the earlier tokens)."""
+    q_index = torch.arange(kv_len - q_len, kv_len, device=device)
+    return (torch.arange(kv_len, device=device)[None, :] <= q_index[:, None])[None, None]
 
 
 @contextlib.contextmanager
@@ -141,6 +164,13 @@ def prefix_sdpa_attention(
     entries = _INJECT.get()
     entry = entries.get(id(module)) if entries else None
     if entry is None:
+        if attention_mask is None and _EXPLICIT.get():
+            causal = kwargs.get("is_causal")
+            if getattr(module, "is_causal", True) if causal is None else causal:
+                attention_mask = _causal(query.shape[2], key.shape[2], key.device)
+                kwargs["is_causal"] = False
+        elif attention_mask is not None and _EXPLICIT.get():
+            attention_mask = attention_mask.contiguous()  # as the injecting route's concatenation
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
 
     batch, _, q_len, _ = query.shape
@@ -157,10 +187,7 @@ def prefix_sdpa_attention(
             # With no mask sdpa would decide causality itself, aligned to the top left of a
             # [q, L + kv] matrix, which is wrong once prefix columns exist: build it here,
             # aligned bottom right (the cache holds the earlier tokens).
-            q_index = torch.arange(kv_len - q_len, kv_len, device=key.device)
-            attention_mask = (torch.arange(kv_len, device=key.device)[None, :] <= q_index[:, None])[
-                None, None
-            ]
+            attention_mask = _causal(q_len, kv_len, key.device)
         elif cols is not None:
             attention_mask = torch.ones(1, 1, q_len, kv_len, dtype=torch.bool, device=key.device)
     if attention_mask is not None:

@@ -50,6 +50,12 @@ class WrappedModel(nn.Module):
             self.base.eval()
         return self
 
+    def cache_prefix(self) -> torch.Tensor | None:
+        """What ``generate`` serves from the cache before the input: None (nothing; the fast
+        decoder ``bench.beam`` calls ``self.base`` as ``generate`` does). A wrapper whose
+        ``generate`` is not ``base.generate`` plus a cached prefix raises NotImplementedError."""
+        return None
+
     # -- what trains, what is stored ----------------------------------------------------
     def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         return ((n, p) for n, p in self.named_parameters() if p.requires_grad)

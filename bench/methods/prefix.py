@@ -251,6 +251,15 @@ class PrefixTuned(WrappedModel):
         with self.activated(kv, None, torch.tensor([self.length]), input_ids, attention_mask):
             return self.base.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
 
+    def cache_prefix(self) -> torch.Tensor | None:
+        """Decoder-only: the key/values [n_layers, 2, kv_heads, L, head_dim] as cached past
+        (positions start at L), what the injected route computes (``bench.beam``)."""
+        if not self.decoder_only:
+            raise NotImplementedError(f"{self.method_name}: encoder-decoder prefixes are not a cached past")
+        if type(self).starts is not PrefixTuned.starts:
+            raise NotImplementedError(f"{self.method_name}: key/values not visible to every query")
+        return self.role_kv()["self"]
+
     @contextlib.contextmanager
     def activated(
         self,
@@ -462,6 +471,18 @@ def _mixed(
         slots = torch.arange(longest, device=input_ids.device)
         visible = (slots[None, :] < lengths[:, None]).index_select(0, rows)
     return first, kv, visible, lengths.index_select(0, rows)
+
+
+def mixed_prefix(
+    tasks: Sequence[PrefixTuned], task_of_row: Sequence[int] | torch.Tensor, input_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Decoder-only mixed batch as cached past (``bench.beam``): per-row key/values
+    [B, n_layers, 2, kv_heads, L_max, head_dim], visible slots [B, L_max] (None: all) and
+    prefix lengths [B] (the rows' positions start there). Raises NotImplementedError where
+    ``generate_mixed`` must be used (encoder-decoder, infix)."""
+    first, kv, visible, lengths = _mixed(tasks, task_of_row, input_ids)
+    first.cache_prefix()  # raises where the tasks are not plain decoder-only prefixes
+    return kv["self"], visible, lengths
 
 
 def forward_mixed(
