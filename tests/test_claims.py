@@ -184,3 +184,16 @@ def test_results_without_weights(tmp_path: Path, capsys: pytest.CaptureFixture[s
     after = store.read_meta(folder)
     assert after["train"] == meta["train"] and len(after["attempts"]) == len(meta["attempts"]) + 1
     assert not (folder / "trainable.safetensors").exists()
+
+
+def test_missing_runs_are_listed_as_not_tested_yet(tmp_path: Path) -> None:
+    """Claims whose runs have not finished are named as still to run, not left out silently."""
+    _low_data_tree(tmp_path, prefix_wins=True, sizes=(50,), subsets=1)
+    rs = collect_all(results=tmp_path)[0]
+    missing = pd.DataFrame({"method_label": ["infix_10", "infix_10", "prefix"], "model": "smollm2-135m",
+                            "dataset": ["e2e", "e2e", "webnlg"], "train_size": [500, 500, None],
+                            "subset": [0, 1, None], "seed": 0, "train_key": ["a", "b", "c"], "reason": "not run"})
+    text = "\n".join(claims_report(rs.scores, rs.runs, missing).lines)
+    assert "### Not tested yet" in text
+    assert "| E2E | infix_10 | 2 |" in text and "| WebNLG | prefix | 1 |" in text
+    assert "Not tested yet" not in "\n".join(claims_report(rs.scores, rs.runs, missing.iloc[0:0]).lines)
