@@ -21,6 +21,15 @@ import numpy as np
 import pandas as pd
 import torch
 
+# Everything a run executes is imported when the run's process starts, not when a stage first
+# needs it: a long run must not combine the code it started with and files edited on disk since
+# (a replication run failed at decoding after two hours that way: old prefix module, new decoder).
+import bench.datasets
+import bench.decode
+import bench.methods
+import bench.metrics
+import bench.scoring
+import bench.splits  # noqa: F401
 from bench import SCHEMA_VERSION, faults, store
 from bench.config import RunSpec
 from bench.errors import BenchError

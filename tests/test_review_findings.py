@@ -39,3 +39,17 @@ def test_memory_sampler_stops_when_training_fails(tmp_path: Path, monkeypatch: p
     monkeypatch.delenv("BENCH_FAULT")
     (outcome,) = run_suite(suite=suite, results=tmp_path / "r", quiet=True, retry_failed=True)
     assert outcome.status == "done" and not _samplers()
+
+
+def test_a_run_process_imports_all_its_code_when_it_starts() -> None:
+    """A run's stages must not import modules lazily hours later, after the files changed on disk
+    (a mix of old and new modules): importing the pipeline loads the decoder, scoring and every
+    registered component."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bench.pipeline; "
+            "print(all(m in sys.modules for m in ('bench.decode', 'bench.beam', 'bench.scoring', "
+            "'bench.methods.prefix', 'bench.metrics', 'bench.datasets.e2e')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True", out.stderr
