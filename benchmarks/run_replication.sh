@@ -4,7 +4,7 @@
 # verdict per size needs the spread over subsets), smallest sizes first since they carry the
 # paper's low-data claim; then the Table 5 ablation, the other 500-example subsets, WebNLG.
 # Kill-safe: every run is cached, so a rerun does only what is missing; start it again in the
-# next session. Runs at the lowest CPU priority and takes the lock file (BENCH_LOCK) per step,
+# next session. A failed run is retried (--retry-failed) from its last finished stage. Runs at the lowest CPU priority and takes the lock file (BENCH_LOCK) per step,
 # so a benchmark run under the same lock (`flock /tmp/prefix-bench.lock python benchmarks/...`)
 # waits for the current step instead of sharing the cores with it.
 #   nohup benchmarks/run_replication.sh > /tmp/replication.log 2>&1 &
@@ -22,7 +22,7 @@ export BENCH_DECODE_ENGINE="${BENCH_DECODE_ENGINE:-generate}"
 
 step() {
   echo "== $(date -u +%FT%TZ) bench run $*" >&2
-  nice -n 19 flock "$LOCK" "$BENCH" run suites/replication_cpu.yaml --results "$RESULTS" --quiet "$@"
+  nice -n 19 flock "$LOCK" "$BENCH" run suites/replication_cpu.yaml --results "$RESULTS" --quiet --retry-failed "$@"
 }
 
 for size in 50 100 200; do
