@@ -178,8 +178,10 @@ def test_two_runners_share_a_suite(tmp_path):
     suite, results = tmp_path / "suite.yaml", tmp_path / "results"
     suite.write_text(SUITE)
     env = {k: v for k, v in os.environ.items() if k != "BENCH_FAULT"}
-    # Every run holds its lock for over a second, so the two runners certainly overlap.
-    env.update({"OMP_NUM_THREADS": "1", "BENCH_FAULT": "slow@train_step:0", "BENCH_FAULT_SLOW_S": "1"})
+    # Every run holds its lock for 3 s, so the four take the sequential runner over 12 s: longer
+    # than the other runner needs to start its worker processes (which import torch and every
+    # component) even on a loaded machine, so the two certainly overlap.
+    env.update({"OMP_NUM_THREADS": "1", "BENCH_FAULT": "slow@train_step:0", "BENCH_FAULT_SLOW_S": "3"})
     cmd = [sys.executable, "-m", "bench.cli", "run", str(suite), "--results", str(results), "--quiet"]
     # One runner with two loky worker processes (--jobs 2), one sequential.
     procs = [subprocess.Popen(c, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
