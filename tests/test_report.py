@@ -418,3 +418,7 @@ def test_result_neutral_train_fields_are_not_settings() -> None:
     other = {**base, "train": {"lr": 5e-5, "checkpoint_every": 20}, "data": {"name": "e2e", "subset": 1}}
     assert setting_of(base) == setting_of(other)
     assert setting_of(base) != setting_of({**base, "train": {"lr": 1e-4, "checkpoint_every": 0}})
+    # Fields added after a spec was stored count only away from their default (as in the key).
+    newer = {**base, "train": {"lr": 5e-5, "checkpoint_every": 0, "precision": "fp32", "group_by_length": False}}
+    assert setting_of(newer) == setting_of(base)
+    assert setting_of({**newer, "train": {**newer["train"], "precision": "bf16"}}) != setting_of(base)

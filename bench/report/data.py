@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from bench import store
-from bench.config import RESULT_NEUTRAL_TRAIN
+from bench.config import KEYED_WHEN_SET, RESULT_NEUTRAL_TRAIN
 from bench.identity import digest
 
 # The spec fields a row averages over (or that only name the run), left out of its setting.
@@ -74,7 +74,10 @@ def setting_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in spec.items() if k not in _NOT_SETTING}
     out["data"] = {k: v for k, v in dict(spec.get("data", {})).items() if k != "subset"}
     if isinstance(out.get("train"), Mapping):
-        out["train"] = {k: v for k, v in out["train"].items() if k not in RESULT_NEUTRAL_TRAIN}
+        # As in the run key: fields added later count only when set away from their default, so a
+        # spec written before they existed is the same setting as one that holds the default.
+        out["train"] = {k: v for k, v in out["train"].items()
+                        if k not in RESULT_NEUTRAL_TRAIN and not (k in KEYED_WHEN_SET and v == KEYED_WHEN_SET[k])}
     return out
 
 
