@@ -46,6 +46,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.path)
+
 from bench.config import DecodeConfig
 from bench.decode import decode, newline_token_ids
 from bench.formatting import collate_prompts, prompt_ids
@@ -126,14 +128,7 @@ def floor_flops(shapes: list[tuple[torch.Tensor, int]]) -> float:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = perf_report.cpu_name()
     import peft
     import transformers
 
@@ -143,16 +138,7 @@ def machine() -> str:
 
 
 def write_section(text: str) -> Path:
-    path = ROOT / "reports" / "performance.md"
-    old = path.read_text() if path.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-    return path
+    return perf_report.write_section(SECTION, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.path)
 import torch
 
 from bench.formatting import sequence_loss
@@ -251,14 +252,7 @@ def peak_memory(name: str) -> dict[str, int] | None:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = perf_report.cpu_name()
     import peft
     import transformers
 
@@ -270,17 +264,7 @@ def machine() -> str:
 
 
 def write_section(text: str) -> Path:
-    path = ROOT / "reports" / "performance.md"
-    old = path.read_text() if path.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new.rstrip("\n") + "\n")
-    return path
+    return perf_report.write_section(SECTION, text)
 
 
 def render(results: dict[str, Any]) -> str:

@@ -20,22 +20,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.path)
+
 from bench.commands.serve_bench import render, serve_bench
 
 SECTION = "## Mixed-task serving (SmolLM2-135M, E2E dev, prefix length 10)"
 
 
 def write_section(text: str) -> Path:
-    path = ROOT / "reports" / "performance.md"
-    old = path.read_text() if path.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-    return path
+    return perf_report.write_section(SECTION, text)
 
 
 def main(argv: list[str] | None = None) -> int:

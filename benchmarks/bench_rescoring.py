@@ -40,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.path)
+
 from bench.interfaces import EvalItem
 from bench.metrics import meteor
 from bench.scoring import score_predictions
@@ -160,14 +162,7 @@ def official_cold(hyps: list[str], items: list[EvalItem]) -> dict[str, float]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = perf_report.cpu_name()
     java = subprocess.run(["java", "-version"], check=False, capture_output=True, text=True)
     java_lines = java.stderr.splitlines()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -180,17 +175,7 @@ def machine() -> str:
 
 
 def write_section(text: str) -> Path:
-    path = ROOT / "reports" / "performance.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-    return path
+    return perf_report.write_section(SECTION, text)
 
 
 def main() -> int:

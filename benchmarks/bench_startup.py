@@ -38,6 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Start-up: cached reruns and the embedded model's load"
 COMMAND = ".venv/bin/python benchmarks/bench_startup.py --quickstart-results results"
@@ -134,14 +136,7 @@ def n_not_cached(suite: Path, results: Path) -> int:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = perf_report.cpu_name()
     return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
 
 
@@ -181,16 +176,7 @@ def render(r: dict[str, Any]) -> str:
 
 
 def write_section(text: str) -> Path:
-    path = ROOT / "reports" / "performance.md"
-    old = path.read_text() if path.exists() else "# Performance\n"
-    start = old.find(SECTION)
-    if start < 0:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        nxt = old.find("\n## ", start + len(SECTION))
-        new = old[:start] + text + (old[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(new.rstrip("\n") + "\n")
-    return path
+    return perf_report.write_section(SECTION, text)
 
 
 def main() -> int:
