@@ -28,7 +28,7 @@ Targets (issue #12): our prefix step at most 0.9 x PEFT's and at most 1.2 x the 
 
 Run (from the repository root; minutes):
 
-    flock /tmp/prefix-bench-cpu.lock .venv/bin/python benchmarks/bench_methods_step.py
+    flock /tmp/prefix-bench.lock .venv/bin/python benchmarks/bench_methods_step.py
 
 It rewrites the section "## Method step time (SmolLM2-135M, 8 x 64 tokens)" of
 reports/performance.md (``--no-write`` prints it instead).
@@ -63,7 +63,7 @@ MODEL = "smollm2-135m"
 BATCH, SEQ = 8, 64
 LENGTH, WIDTH = 10, 512
 SECTION = "## Method step time (SmolLM2-135M, 8 x 64 tokens)"
-COMMAND = "flock /tmp/prefix-bench-cpu.lock .venv/bin/python benchmarks/bench_methods_step.py"
+COMMAND = perf_report.rerun_command("benchmarks/bench_methods_step.py")
 OTHERS = ("full", "top_k", "adapter", "lora")
 OURS = "prefix (ours)"
 PEFT_PREFIX = "PEFT prefix"

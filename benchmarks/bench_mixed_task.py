@@ -4,7 +4,7 @@ on SmolLM2-135M with the fast decoder. The measurement is ``bench serve-bench``
 (bench/commands/serve_bench.py says what is measured); this script runs it and rewrites the
 section "## Mixed-task serving (...)" of reports/performance.md (``--no-write`` prints it).
 
-Rerun: ``/work/wt/quiet.sh .venv/bin/python benchmarks/bench_mixed_task.py``.
+Rerun: ``flock /tmp/prefix-bench.lock .venv/bin/python benchmarks/bench_mixed_task.py``.
 """
 
 from __future__ import annotations
@@ -46,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     rows = serve_bench(model="smollm2-135m", tasks=args.tasks, sources=args.sources, beam=args.beam,
                        new_tokens=args.new_tokens, batch_size=16, rounds=args.rounds)
-    cmd = (f"/work/wt/quiet.sh .venv/bin/python benchmarks/bench_mixed_task.py --tasks {' '.join(map(str, args.tasks))} "
+    cmd = (f"{perf_report.rerun_command('benchmarks/bench_mixed_task.py')} --tasks {' '.join(map(str, args.tasks))} "
            f"--sources {args.sources} --beam {args.beam} --new-tokens {args.new_tokens} --rounds {args.rounds}"
            + (f" --threads {args.threads}" if args.threads else ""))
     text = "\n".join([
         SECTION, "",
         (f"Machine: {platform.node() or 'host'}, {os.cpu_count()} logical CPUs, torch {torch.__version__} "
          f"({torch.get_num_threads()} threads). Load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
-         "(shared machine; the background replication run paused by quiet.sh)."),
+         "(the machine is shared with other virtual machines; nothing else of ours ran)."),
         f"Rerun: `{cmd}` (or `bench serve-bench` with the same options, which prints the table).", "",
         (f"{args.sources} E2E dev sources assigned round-robin to N tasks (N prefixes of one frozen SmolLM2-135M, "
          f"length 10, MLP width 512), beam {args.beam}, exactly {args.new_tokens} new tokens per source, batches of "

@@ -15,7 +15,7 @@ one process that keeps one METEOR jar alive, and reports:
 
 Run (from the repository root):
 
-    flock /tmp/prefix-bench-cpu.lock .venv/bin/python benchmarks/bench_rescoring.py
+    flock /tmp/prefix-bench.lock .venv/bin/python benchmarks/bench_rescoring.py
 
 It rewrites the section "## Rescoring E2E outputs" of reports/performance.md.
 """
@@ -54,7 +54,7 @@ METRICS = {
     "cider": "e2e_cider",
 }
 SECTION = "## Rescoring E2E outputs"
-COMMAND = "flock /tmp/prefix-bench-cpu.lock .venv/bin/python benchmarks/bench_rescoring.py"
+COMMAND = perf_report.rerun_command("benchmarks/bench_rescoring.py")
 
 
 def data_dir() -> Path:

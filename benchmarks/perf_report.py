@@ -6,6 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 PERFORMANCE_MD = Path(__file__).resolve().parents[1] / "reports" / "performance.md"
+# The lock the background replication takes per step (benchmarks/run_replication.sh,
+# BENCH_LOCK): a benchmark run under it never shares the cores with a training run.
+LOCK = "/tmp/prefix-bench.lock"
+
+
+def rerun_command(args: str) -> str:
+    """The command line a section quotes: the script under the shared lock."""
+    return f"flock {LOCK} .venv/bin/python {args}"
 
 
 def cpu_name() -> str:
