@@ -32,6 +32,7 @@ import bench.scoring
 import bench.splits  # noqa: F401
 from bench import SCHEMA_VERSION, faults, store
 from bench.config import RunSpec
+from bench.contention import OtherCPU
 from bench.errors import BenchError
 from bench.interfaces import EvalItem, Example, group_references
 from bench.models import TINY, LoadedModel, load_model
@@ -206,7 +207,7 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         train_meta["precision"] = spec.train.precision  # autocast dtype (fp32: none)
         train_meta["group_by_length"] = spec.train.group_by_length
         train_cost = {k: summary[k] for k in ("train_time_s", "step_time_median_s", "tokens_per_s",
-                                              "memory_above_model_mb", "peak_memory_mb")}
+                                              "memory_above_model_mb", "peak_memory_mb", "train_other_cpu")}
         enter("save")
         faults.checkpoint("write_trainable")
         _save_trainable(folder, tuned, spec, {"train": train_meta, "cost": train_cost, "attempt": attempt["n"]})
@@ -230,15 +231,18 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         faults.checkpoint("decode")
         frames, seconds = [], 0.0
         resumed = 0
-        for split in spec.data.eval_splits:
-            items = load_eval_items(spec, split, data_dir)
-            stats: dict[str, Any] = {}
-            hyps, secs = decode_items(tuned, loaded, items, spec, progress, parts=decode_parts(folder, spec) / split,
-                                      stats=stats)
-            resumed += stats.get("resumed_batches", 0)
-            seconds += secs
-            frames.append(_predictions_frame(spec, split, items, hyps))
+        others = OtherCPU()
+        with others:
+            for split in spec.data.eval_splits:
+                items = load_eval_items(spec, split, data_dir)
+                stats: dict[str, Any] = {}
+                hyps, secs = decode_items(tuned, loaded, items, spec, progress, parts=decode_parts(folder, spec) / split,
+                                          stats=stats)
+                resumed += stats.get("resumed_batches", 0)
+                seconds += secs
+                frames.append(_predictions_frame(spec, split, items, hyps))
         cost["decode_time_s"] = round(seconds, 3)
+        cost["decode_other_cpu"] = others.share
         attempt["decode_resumed_batches"] = resumed
         faults.checkpoint("write_predictions")
         guard()

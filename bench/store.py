@@ -579,7 +579,8 @@ RUN_COLUMNS = [
     "train_key", "suite", "model", "method", "method_label", "method_version", "dataset",
     "dataset_version", "train_size", "subset", "seed", "status", "stage", "error",
     "n_trained", "n_stored", "base_total", "train_time_s", "step_time_median_s",
-    "tokens_per_s", "memory_above_model_mb", "peak_memory_mb", "decode_time_s", "attempts", "path",
+    "tokens_per_s", "memory_above_model_mb", "peak_memory_mb", "decode_time_s", "train_other_cpu",
+    "decode_other_cpu", "attempts", "path",
 ]
 
 
@@ -634,6 +635,8 @@ def load_runs(results: Path) -> pd.DataFrame:
                 "memory_above_model_mb": cost.get("memory_above_model_mb"),
                 "peak_memory_mb": cost.get("peak_memory_mb"),
                 "decode_time_s": cost.get("decode_time_s"),
+                "train_other_cpu": cost.get("train_other_cpu"),
+                "decode_other_cpu": cost.get("decode_other_cpu"),
                 "attempts": len(meta.get("attempts", [])),
                 "path": str(folder),
             }

@@ -38,6 +38,7 @@ from typing_extensions import Self
 
 from bench import faults
 from bench.config import TrainConfig
+from bench.contention import OtherCPU
 from bench.formatting import IGNORE, Encoded, collate_train, encode, sequence_loss
 from bench.interfaces import Example
 
@@ -65,6 +66,8 @@ class TrainResult:
     train_time_s: float = 0.0
     peak_memory_mb: float = 0.0  # the process's peak during training (model included)
     memory_above_model_mb: float | None = None  # what training added above the loaded model
+    # other processes' share of the machine's CPU while this attempt trained (bench.contention)
+    other_cpu: float | None = None
     dev_losses: list[tuple[int, float]] = field(default_factory=list)
     best_step: int | None = None
     resumed_from: int | None = None
@@ -81,6 +84,7 @@ class TrainResult:
             "peak_memory_mb": round(self.peak_memory_mb, 1),
             "memory_above_model_mb": (None if self.memory_above_model_mb is None
                                       else round(self.memory_above_model_mb, 1)),
+            "train_other_cpu": self.other_cpu,
             "best_step": self.best_step,
             "resumed_from": self.resumed_from,
             "discarded_checkpoint": self.discarded_checkpoint,
@@ -351,8 +355,9 @@ def train(
     tuned.train()
     # A `with` block: the CPU sampler thread is stopped (and the bar closed) also when a step
     # raises (a NaN loss, out of memory, a lost lock), not only when training ends.
-    with MemoryPeak(device) as memory, tqdm(total=steps, initial=start_step, desc=desc, disable=not progress,
-                                            leave=False, dynamic_ncols=True, file=sys.stderr) as bar:
+    with MemoryPeak(device) as memory, OtherCPU() as others, tqdm(
+            total=steps, initial=start_step, desc=desc, disable=not progress, leave=False, dynamic_ncols=True,
+            file=sys.stderr) as bar:
         t0 = time.perf_counter()
         for step in range(start_step, steps):
             faults.checkpoint(f"train_step:{step}")
@@ -409,6 +414,7 @@ def train(
         tuned.eval()
         result.train_time_s = elapsed_before + time.perf_counter() - t0
     result.peak_memory_mb = memory.mb
+    result.other_cpu = others.share
     result.memory_above_model_mb = memory.above_model_mb
     return result
 

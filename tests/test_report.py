@@ -62,6 +62,7 @@ def write_run(
     tolerances: Mapping[str, float] | None = None,
     lr: float = 5e-5,
     error: str | None = None,
+    cost: Mapping[str, float | None] | None = None,
 ) -> str:
     """One run folder as the runner leaves it: spec.json, meta.json and metrics.parquet.
     ``scores`` maps (split, group, metric column) to the stored value."""
@@ -88,7 +89,7 @@ def write_run(
         "status": status, "stage": "done" if status == "done" else "train", "error": error,
         "params": {"trained": params[0], "stored": params[1], "base_total": params[2]},
         "cost": {"train_time_s": 12.5, "step_time_median_s": 0.125, "tokens_per_s": 2048.0,
-                 "memory_above_model_mb": 96.0, "peak_memory_mb": 512.0, "decode_time_s": 3.25},
+                 "memory_above_model_mb": 96.0, "peak_memory_mb": 512.0, "decode_time_s": 3.25, **(cost or {})},
         "provenance": PROVENANCE,
     })
     if status == "done":
@@ -422,3 +423,24 @@ def test_result_neutral_train_fields_are_not_settings() -> None:
     newer = {**base, "train": {"lr": 5e-5, "checkpoint_every": 0, "precision": "fp32", "group_by_length": False}}
     assert setting_of(newer) == setting_of(base)
     assert setting_of({**newer, "train": {**newer["train"], "precision": "bf16"}}) != setting_of(base)
+
+
+def test_efficiency_table_marks_times_measured_on_a_shared_machine(tmp_path: Path) -> None:
+    """A run trained while other processes held the cores gets its train times marked (†), a
+    run decoded alone does not; runs from before the share was recorded show '-'."""
+    from bench.report.tables import efficiency_table
+
+    results = tmp_path / "results"
+    scores = {("test", "all", "bleu"): 0.5}
+    write_run(results, label="prefix", method="prefix", scores=scores,
+              cost={"train_other_cpu": 0.61, "decode_other_cpu": 0.02})
+    write_run(results, label="finetune", method="full", scores=scores,
+              cost={"train_other_cpu": 0.03, "decode_other_cpu": 0.04})
+    write_run(results, label="adapter", method="adapter", scores=scores)
+    lines = efficiency_table(store.load_runs(results).assign(row_label=lambda d: d["method_label"],
+                                                              scenario=None))
+    rows = {line.split(" | ")[0].strip("| "): line for line in lines if line.startswith("| ") and "---" not in line}
+    assert "12.5 †" in rows["prefix"] and "0.1250 †" in rows["prefix"] and "3.2 †" not in rows["prefix"]
+    assert "0.61" in rows["prefix"] and "†" not in rows["finetune"]
+    assert rows["adapter"].rstrip(" |").endswith("- | - | 1")
+    assert any(line.startswith("†: measured while other processes used more than 25%") for line in lines)

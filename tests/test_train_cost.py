@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,56 @@ def test_training_records_memory_above_model_and_process_peak() -> None:
                    is_encoder_decoder=False, progress=False)
     s = result.summary()
     assert s["memory_above_model_mb"] is not None and 0 <= s["memory_above_model_mb"] < s["peak_memory_mb"]
+
+
+# ----------------------------------------------------------------------------- others' CPU
+
+
+def test_other_cpu_counts_the_machine_minus_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The share is (machine busy - own CPU) / (wall x CPUs): this process's own work is not
+    counted against it (deterministic clocks)."""
+    from bench import contention
+
+    clock = {"wall": 100.0, "busy": 5000.0, "own": 10.0}
+    monkeypatch.setattr(contention.time, "perf_counter", lambda: clock["wall"])
+    monkeypatch.setattr(contention, "_machine_busy_s", lambda: clock["busy"])
+    monkeypatch.setattr(contention, "_own_cpu_s", lambda: clock["own"])
+    monkeypatch.setattr(contention.os, "cpu_count", lambda: 2)
+    with contention.OtherCPU() as alone:
+        clock.update(wall=110.0, busy=5019.0, own=28.0)  # 18 of the 19 busy seconds were ours
+    assert alone.share == pytest.approx(0.05)
+    with contention.OtherCPU() as shared:
+        clock.update(wall=120.0, busy=5039.0, own=38.0)  # ours 10 s, someone else's 10 s
+    assert shared.share == pytest.approx(0.5)
+    monkeypatch.setattr(contention, "_machine_busy_s", lambda: None)  # no /proc/stat: not measured
+    with contention.OtherCPU() as unknown:
+        pass
+    assert unknown.share is None
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="Linux only")
+def test_other_cpu_sees_a_competing_process() -> None:
+    import subprocess
+    import sys
+    import time
+
+    from bench.contention import OtherCPU
+
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 2.5\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.3)  # the interpreter has started and spins
+        with OtherCPU() as others:
+            time.sleep(1.5)
+    finally:
+        burner.kill()
+        burner.wait()
+    # one spinning process out of os.cpu_count() CPUs (on 2 cores: about 0.5); more if others ran too
+    assert others.share is not None and others.share >= 0.6 / (os.cpu_count() or 1)
+
+
+def test_training_records_other_cpu_share() -> None:
+    tuned, lm = _tuned("tiny-gpt2", "prefix", length=2, mlp_width=8)
+    result = train(tuned, lm.tokenizer, _pairs(), cfg=TrainConfig(max_steps=2, batch_size=3), seed=0,
+                   is_encoder_decoder=False, progress=False)
+    share = result.summary()["train_other_cpu"]
+    assert share is None if not Path("/proc/stat").exists() else 0.0 <= share <= 1.0

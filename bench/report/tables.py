@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.contention import CONTENDED
 from bench.report import reference as ref
 from bench.report.data import aggregate, group_indices
 
@@ -356,7 +357,12 @@ COST_COLUMNS: Sequence[tuple[str, str, int]] = (
     ("memory_above_model_mb", "memory above model (MB)", 0),
     ("peak_memory_mb", "process peak (MB)", 0),
     ("decode_time_s", "decode time (s)", 1),
+    ("train_other_cpu", "others' CPU, train", 2),
+    ("decode_other_cpu", "others' CPU, decode", 2),
 )
+# The time columns each contention share speaks for (bench/contention.py).
+CONTENDED_TIMES = {"train_other_cpu": ("train_time_s", "step_time_median_s", "tokens_per_s"),
+                   "decode_other_cpu": ("decode_time_s",)}
 
 
 def efficiency_table(runs: pd.DataFrame) -> list[str]:
@@ -371,8 +377,11 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
            "added on top of the loaded model (activations, gradients, optimizer state; CPU: peak RSS above "
            "the RSS before the first step, GPU: peak allocated above the allocation after loading); process "
            "peak: the whole process at that peak (model, tokenizer, libraries included; for comparison "
-           "with older results)."), ""]
+           "with older results). Others' CPU: the share of the machine's CPU that other processes used while "
+           "the run trained / decoded (0: the run had the machine to itself; 0.5 on two cores: another "
+           "process held one core throughout); -: not recorded (runs from before it was)."), ""]
     rows = []
+    flagged = False
     keys = ["model", "row_label", "dataset", "train_size", "scenario"]
     for idx in group_indices(done, keys):
         g = done.loc[idx]
@@ -380,13 +389,20 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
         base = _single(g["base_total"])
         line = [str(first["row_label"]), str(first["model"]), _data_text(first),
                 fmt_params(_single(g["n_trained"]), base), fmt_params(_single(g["n_stored"]), base)]
+        shared = {t for share, times in CONTENDED_TIMES.items()
+                  if (v := _single(g[share])) is not None and v > CONTENDED for t in times}
+        flagged |= bool(shared)
         for col, _, dec in COST_COLUMNS:
             v = _single(g[col])
-            line.append("-" if v is None else f"{v:,.{dec}f}")
+            line.append("-" if v is None else f"{v:,.{dec}f}" + (" †" if col in shared else ""))
         line.append(str(len(g)))
         rows.append(line)
     headers = ["method", "model", "data", "trained", "stored", *[h for _, h, _ in COST_COLUMNS], "n"]
-    return out + md_table(headers, rows, numeric_from=3) + [""]
+    out += md_table(headers, rows, numeric_from=3) + [""]
+    if flagged:
+        out += [(f"†: measured while other processes used more than {CONTENDED:.0%} of the machine's CPU (mean "
+                 "over the row's runs): the time is inflated and not comparable with unmarked rows."), ""]
+    return out
 
 
 def _data_text(run: Mapping[str, Any]) -> str:
