@@ -43,7 +43,6 @@ import perf_report  # benchmarks/perf_report.py (the script's folder is on sys.p
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Start-up: cached reruns and the embedded model's load"
-COMMAND = ".venv/bin/python benchmarks/bench_startup.py --quickstart-results results"
 QUICKSTART = ROOT / "suites" / "quickstart.yaml"
 TARGETS = {"quickstart": 2.0, "synthetic100": 3.0, "model_load": 2.0}
 
