@@ -444,3 +444,16 @@ def test_efficiency_table_marks_times_measured_on_a_shared_machine(tmp_path: Pat
     assert "0.61" in rows["prefix"] and "†" not in rows["finetune"]
     assert rows["adapter"].rstrip(" |").endswith("- | - | 1")
     assert any(line.startswith("†: measured while other processes used more than 25%") for line in lines)
+
+
+def test_efficiency_table_says_how_many_runs_measured_the_share(tmp_path: Path) -> None:
+    """A row mixing runs from before and after the share was recorded says so."""
+    from bench.report.tables import efficiency_table
+
+    results = tmp_path / "results"
+    scores = {("test", "all", "bleu"): 0.5}
+    write_run(results, label="prefix", method="prefix", scores=scores, seed=0, cost={"train_other_cpu": 0.02})
+    write_run(results, label="prefix", method="prefix", scores=scores, seed=1)
+    lines = efficiency_table(store.load_runs(results).assign(row_label=lambda d: d["method_label"], scenario=None))
+    [row] = [line for line in lines if line.startswith("| prefix")]
+    assert "0.02 (1 of 2 runs)" in row and row.rstrip(" |").endswith("| 2")

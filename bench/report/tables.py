@@ -394,7 +394,11 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
         flagged |= bool(shared)
         for col, _, dec in COST_COLUMNS:
             v = _single(g[col])
-            line.append("-" if v is None else f"{v:,.{dec}f}" + (" †" if col in shared else ""))
+            cell = "-" if v is None else f"{v:,.{dec}f}" + (" †" if col in shared else "")
+            measured = int(pd.to_numeric(g[col], errors="coerce").notna().sum())
+            if col in CONTENDED_TIMES and v is not None and measured < len(g):
+                cell += f" ({measured} of {len(g)} runs)"  # the others predate the measurement
+            line.append(cell)
         line.append(str(len(g)))
         rows.append(line)
     headers = ["method", "model", "data", "trained", "stored", *[h for _, h, _ in COST_COLUMNS], "n"]
