@@ -453,7 +453,7 @@ def test_efficiency_table_says_how_many_runs_measured_the_share(tmp_path: Path) 
     results = tmp_path / "results"
     scores = {("test", "all", "bleu"): 0.5}
     write_run(results, label="prefix", method="prefix", scores=scores, seed=0, cost={"train_other_cpu": 0.02})
-    write_run(results, label="prefix", method="prefix", scores=scores, seed=1)
+    write_run(results, label="prefix", method="prefix", scores=scores, seed=1, cost={"memory_above_model_mb": None})
     lines = efficiency_table(store.load_runs(results).assign(row_label=lambda d: d["method_label"], scenario=None))
     [row] = [line for line in lines if line.startswith("| prefix")]
-    assert "0.02 (1 of 2 runs)" in row and row.rstrip(" |").endswith("| 2")
+    assert "0.02 (1 of 2 runs)" in row and "| 96 (1 of 2 runs) |" in row and row.rstrip(" |").endswith("| 2")

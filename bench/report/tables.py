@@ -379,7 +379,8 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
            "peak: the whole process at that peak (model, tokenizer, libraries included; for comparison "
            "with older results). Others' CPU: the share of the machine's CPU that other processes used while "
            "the run trained / decoded (0: the run had the machine to itself; 0.5 on two cores: another "
-           "process held one core throughout); -: not recorded (runs from before it was)."), ""]
+           "process held one core throughout); -: not recorded (runs from before it was); \"(m of n runs)\": the "
+           "mean over the m runs that recorded the figure."), ""]
     rows = []
     flagged = False
     keys = ["model", "row_label", "dataset", "train_size", "scenario"]
@@ -396,8 +397,8 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
             v = _single(g[col])
             cell = "-" if v is None else f"{v:,.{dec}f}" + (" †" if col in shared else "")
             measured = int(pd.to_numeric(g[col], errors="coerce").notna().sum())
-            if col in CONTENDED_TIMES and v is not None and measured < len(g):
-                cell += f" ({measured} of {len(g)} runs)"  # the others predate the measurement
+            if v is not None and measured < len(g):
+                cell += f" ({measured} of {len(g)} runs)"  # the others predate this column
             line.append(cell)
         line.append(str(len(g)))
         rows.append(line)
