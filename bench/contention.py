@@ -51,32 +51,17 @@ class OtherCPU:
 
     def __init__(self) -> None:
         self.share: float | None = None
-        self._start: tuple[float, float | None, float] | None = None
-        self._wall = 0.0
-        self._busy = 0.0
-        self._own = 0.0
-        self._measured = True
+        self._start: tuple[float, float | None, float] = (0.0, None, 0.0)
 
     def __enter__(self) -> Self:
         self._start = (time.perf_counter(), _machine_busy_s(), _own_cpu_s())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._start is not None
         t0, busy0, own0 = self._start
-        busy1 = _machine_busy_s()
-        if busy0 is None or busy1 is None:
-            self._measured = False
-        else:
-            self._wall += time.perf_counter() - t0
-            self._busy += busy1 - busy0
-            self._own += _own_cpu_s() - own0
-        self.share = self._value()
-        self._start = None
-
-    def _value(self) -> float | None:
-        cpus = os.cpu_count() or 1
-        if not self._measured or self._wall <= 0:
-            return None
+        busy1, wall = _machine_busy_s(), time.perf_counter() - t0
+        if busy0 is None or busy1 is None or wall <= 0:
+            return  # not measured: share stays None
+        others = (busy1 - busy0) - (_own_cpu_s() - own0)
         # The kernel counts in ticks (10 ms): a short block's share is rounded, and clipped.
-        return round(min(1.0, max(0.0, (self._busy - self._own) / (self._wall * cpus))), 3)
+        self.share = round(min(1.0, max(0.0, others / (wall * (os.cpu_count() or 1)))), 3)
