@@ -71,7 +71,10 @@ def decode(
     resumes. Batches are fixed by the sorted order, so a resumed decode decodes exactly the
     batches an uninterrupted one would (same padding, same outputs). ``stats`` receives
     ``resumed_batches``, ``batches`` and ``done_s`` (per item, seconds from the start until its
-    batch was done: the latency of serving).
+    batch was done: the latency of serving). The seconds returned include the time each
+    resumed batch took when it was decoded (stored with it), so a resumed decode reports the
+    whole decode's time; ``stats["time_complete"]`` is False when a resumed batch was stored
+    without its time (by an older version), and the seconds then cover only part of the work.
 
     Mixed tasks (the paper's serving claim): ``tuned`` is a list of prefix-style wrappers of one
     base model and ``task_of_item[i]`` indexes the task of item i; batches mix the tasks (each
@@ -121,18 +124,25 @@ def decode(
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False, dynamic_ncols=True, file=sys.stderr)
     n_batches = resumed = 0
+    resumed_s, time_complete = 0.0, True
     for number, start in enumerate(range(0, len(order), cfg.batch_size)):
         idx = order[start : start + cfg.batch_size]
         n_batches += 1
         part = parts / f"batch-{number:06d}.parquet" if parts is not None else None
         stored = _read_part(part, [items[i].source_id for i in idx]) if part is not None else None
         if stored is not None:
-            for i, text in zip(idx, stored, strict=True):
+            texts, batch_s = stored
+            for i, text in zip(idx, texts, strict=True):
                 out[i] = text
             resumed += 1
+            if batch_s is None:
+                time_complete = False
+            else:
+                resumed_s += batch_s
             bar.update(len(idx))
             continue
         faults.checkpoint(f"decode_batch:{number}")
+        t_batch = time.perf_counter()
         batch = collate_prompts([prompts[i] for i in idx], pad_id=tokenizer.pad_token_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         new = None
@@ -167,19 +177,22 @@ def decode(
         if part is not None:
             part.parent.mkdir(parents=True, exist_ok=True)
             store.write_parquet(part, pd.DataFrame({"source_id": [items[i].source_id for i in idx],
-                                                    "prediction": [out[i] for i in idx]}))
+                                                    "prediction": [out[i] for i in idx],
+                                                    "batch_seconds": time.perf_counter() - t_batch}))
         bar.update(len(idx))
     bar.close()
     if stats is not None:
-        stats.update(batches=n_batches, resumed_batches=resumed, done_s=done_s)
-    return out, time.perf_counter() - t0
+        stats.update(batches=n_batches, resumed_batches=resumed, done_s=done_s, time_complete=time_complete)
+    return out, time.perf_counter() - t0 + resumed_s
 
 
-def _read_part(path: Path, source_ids: list[str]) -> list[str] | None:
-    """The predictions of a published batch, or None (absent, or made for other sources)."""
+def _read_part(path: Path, source_ids: list[str]) -> tuple[list[str], float | None] | None:
+    """The predictions of a published batch and the seconds it took (None: not stored), or
+    None (absent, or made for other sources)."""
     if not path.exists():
         return None
     df = store.read_parquet(path)
     if list(df["source_id"]) != source_ids:
         return None
-    return list(df["prediction"])
+    seconds = float(df["batch_seconds"].iloc[0]) if "batch_seconds" in df.columns and len(df) else None
+    return list(df["prediction"]), seconds

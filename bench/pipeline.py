@@ -230,7 +230,7 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         enter("decode")
         faults.checkpoint("decode")
         frames, seconds = [], 0.0
-        resumed = 0
+        resumed, time_complete = 0, True
         others = OtherCPU()
         with others:
             for split in spec.data.eval_splits:
@@ -239,11 +239,17 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
                 hyps, secs = decode_items(tuned, loaded, items, spec, progress, parts=decode_parts(folder, spec) / split,
                                           stats=stats)
                 resumed += stats.get("resumed_batches", 0)
+                time_complete &= stats.get("time_complete", True)
                 seconds += secs
                 frames.append(_predictions_frame(spec, split, items, hyps))
-        cost["decode_time_s"] = round(seconds, 3)
+        # A resumed decode counts its stored batches' times; batches stored without one (older
+        # versions) leave the total unknown, which is recorded as such rather than understated.
+        cost["decode_time_s"] = round(seconds, 3) if time_complete else None
         cost["decode_other_cpu"] = others.share
         attempt["decode_resumed_batches"] = resumed
+        attempt["decode_time_complete"] = time_complete
+        if not time_complete:
+            attempt["decode_time_partial_s"] = round(seconds, 3)
         faults.checkpoint("write_predictions")
         guard()
         store.upsert_parquet(folder / "predictions.parquet", pd.concat(frames, ignore_index=True), "decode_key")

@@ -584,6 +584,16 @@ RUN_COLUMNS = [
 ]
 
 
+def _decode_time_complete(meta: Mapping[str, Any]) -> bool:
+    """False when the run's decode resumed stored batches whose times were not kept: versions
+    before the batch times were stored recorded only the resumed attempt's part of the decode."""
+    decoding = [a for a in meta.get("attempts", []) if "decode_resumed_batches" in a]
+    if not decoding:
+        return True
+    last = decoding[-1]
+    return not last["decode_resumed_batches"] or bool(last.get("decode_time_complete", False))
+
+
 def load_runs(results: Path) -> pd.DataFrame:
     """One row per run folder: spec summary + meta (status, params, costs)."""
     import pandas as pd
@@ -634,7 +644,7 @@ def load_runs(results: Path) -> pd.DataFrame:
                 "tokens_per_s": cost.get("tokens_per_s"),
                 "memory_above_model_mb": cost.get("memory_above_model_mb"),
                 "peak_memory_mb": cost.get("peak_memory_mb"),
-                "decode_time_s": cost.get("decode_time_s"),
+                "decode_time_s": cost.get("decode_time_s") if _decode_time_complete(meta) else None,
                 "train_other_cpu": cost.get("train_other_cpu"),
                 "decode_other_cpu": cost.get("decode_other_cpu"),
                 "attempts": len(meta.get("attempts", [])),

@@ -84,6 +84,7 @@ def test_kill_mid_decode_then_rerun_decodes_only_the_missing_batches(suite, tmp_
     attempts = _attempts(results)
     assert [a["status"] for a in attempts] == ["killed", "killed", "done"]
     assert attempts[-1]["decode_resumed_batches"] == 6  # only batches 6 and 7 were decoded
+    assert attempts[-1]["decode_time_complete"] and store.read_meta(folder)["cost"]["decode_time_s"] > 0
     assert not (folder / "decode_parts").exists()
     pd.testing.assert_frame_equal(_predictions(reference), _predictions(results))
 
@@ -114,3 +115,45 @@ def test_parts_made_for_other_sources_are_not_used(tmp_path):
     third, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
                       progress=False, parts=parts, stats=stats)
     assert stats["resumed_batches"] == 1 and third == ref
+
+
+def test_a_resumed_decode_reports_the_whole_decode_time(tmp_path):
+    """The seconds of a resumed decode include the stored batches' times (they were measured
+    when those batches were decoded); a batch stored without its time makes the total unknown."""
+    torch.manual_seed(0)
+    lm = load_model("tiny-gpt2")
+    m = METHODS.get("full")()
+    tuned = m.apply(lm.model, lm.tokenizer, m.Config())
+    items = [EvalItem(f"s{i}", f"name : Place {i}", ("x",)) for i in range(6)]
+    cfg = DecodeConfig(beam_size=1, max_new_tokens=6, batch_size=3)
+    parts = tmp_path / "parts"
+    stats: dict = {}
+    decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
+           progress=False, parts=parts, stats=stats)
+    assert stats["time_complete"]
+    part = parts / "batch-000000.parquet"
+    df = store.read_parquet(part)
+    assert (df["batch_seconds"] > 0).all()
+    store.write_parquet(part, df.assign(batch_seconds=100.0))  # as if that batch had taken 100 s
+    (parts / "batch-000001.parquet").unlink()
+    _, seconds = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
+                        progress=False, parts=parts, stats=stats)
+    assert stats["resumed_batches"] == 1 and stats["time_complete"]
+    assert 100.0 < seconds < 150.0
+    store.write_parquet(part, df.drop(columns="batch_seconds"))  # stored by an older version
+    _, seconds = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
+                        progress=False, parts=parts, stats=stats)
+    assert stats["resumed_batches"] == 2 and not stats["time_complete"] and seconds < 50.0
+
+
+def test_runs_whose_resumed_decode_time_is_unknown_show_none():
+    """Results written before batch times were stored: a decode that resumed stored batches
+    recorded only its own part of the time; load_runs shows that decode time as unknown."""
+    from bench.store import _decode_time_complete
+
+    fresh = {"attempts": [{"n": 1, "decode_resumed_batches": 0}]}
+    old_resumed = {"attempts": [{"n": 1}, {"n": 2, "decode_resumed_batches": 36}, {"n": 3}]}
+    new_resumed = {"attempts": [{"n": 1}, {"n": 2, "decode_resumed_batches": 36, "decode_time_complete": True}]}
+    assert _decode_time_complete(fresh) and _decode_time_complete({"attempts": []})
+    assert not _decode_time_complete(old_resumed)
+    assert _decode_time_complete(new_resumed)
