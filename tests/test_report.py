@@ -457,3 +457,23 @@ def test_efficiency_table_says_how_many_runs_measured_the_share(tmp_path: Path) 
     lines = efficiency_table(store.load_runs(results).assign(row_label=lambda d: d["method_label"], scenario=None))
     [row] = [line for line in lines if line.startswith("| prefix")]
     assert "0.02 (1 of 2 runs)" in row and "| 96 (1 of 2 runs) |" in row and row.rstrip(" |").endswith("| 2")
+
+
+def test_efficiency_section_sums_the_compute_of_finished_runs(tmp_path: Path) -> None:
+    """The machine time a suite took is summed over its finished runs; a run without a recorded
+    decode time is said to be left out, not counted as zero silently."""
+    from bench.report.tables import efficiency_table
+
+    results = tmp_path / "results"
+    scores = {("test", "all", "bleu"): 0.5}
+    write_run(results, label="prefix", method="prefix", scores=scores, seed=0, cost={"train_time_s": 3600.0})
+    write_run(results, label="prefix", method="prefix", scores=scores, seed=1,
+              cost={"train_time_s": 1800.0, "decode_time_s": 1800.0})
+    write_run(results, label="finetune", method="full", scores=scores, cost={"decode_time_s": None})
+    write_run(results, label="adapter", method="adapter", scores=scores, status="failed", error="x")
+    lines = efficiency_table(store.load_runs(results).assign(row_label=lambda d: d["method_label"], scenario=None))
+    [line] = [x for x in lines if x.startswith("Compute:")]
+    # 3600 + 1800 + 12.5 s training, 3.25 + 1800 s decoding
+    assert line.startswith("Compute: the 3 finished run(s) took 2.00 h of wall-clock time (1.50 h training, 30.1 min "
+                           "decoding")
+    assert "1 without a recorded decode time, not counted" in line

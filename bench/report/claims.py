@@ -247,7 +247,7 @@ def _verdict2(deltas: list[tuple[int, Comparison | None]], incomplete_sizes: set
               f"ahead at {len(ahead)} ({', '.join(map(str, ahead)) or 'none'}), behind at {len(behind)} "
               f"({', '.join(map(str, behind)) or 'none'})")
     if incomplete:
-        return (f"inconclusive at this scale — incomplete: sizes {', '.join(map(str, incomplete))} lack finished "
+        return (f"inconclusive at this scale — incomplete: sizes {', '.join(map(str, incomplete))} still miss "
                 f"runs; so far {detail}")
     if mean_gap > 0 and len(ahead) > len(tested) / 2:
         return f"reproduced — {detail}"
@@ -447,12 +447,16 @@ def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFram
         # so an absent claim reads as "not run yet", not as "not part of this suite".
         counts = missing.groupby(["dataset", "method_label"], sort=False).size()
         lines += ["### Not tested yet", "",
-                  "Claims without a section above have no finished runs. Runs of this suite still missing:", "",
+                  ("Runs of this suite still missing (a claim without a section above has none finished "
+                   "yet):"), "",
                   *md_table(["dataset", "method", "missing runs"],
                             [[dataset_name(d), m, str(n)] for (d, m), n in counts.items()]), ""]
     if lines:
         lines = ["## The paper's claims, tested", "",
                  ("Verdicts follow fixed rules (bench/report/claims.py): *reproduced* when the paired 95% "
                  "interval puts the paper's winner ahead, *not reproduced* when it puts it behind, "
-                 "*inconclusive at this scale* when it holds zero or runs are missing."), "", *lines]
+                 "*inconclusive at this scale* when it holds zero or runs are missing. Δ cells: the "
+                 "difference, its paired-bootstrap 95% interval and p, the one-sided bootstrap p-value that "
+                 "the first-named method is not ahead (the share of resamples where it is not; p=1.000: "
+                 "behind in every resample)."), "", *lines]
     return ClaimReport(lines, figures)

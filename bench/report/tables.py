@@ -403,11 +403,30 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
         line.append(str(len(g)))
         rows.append(line)
     headers = ["method", "model", "data", "trained", "stored", *[h for _, h, _ in COST_COLUMNS], "n"]
-    out += md_table(headers, rows, numeric_from=3) + [""]
+    out += md_table(headers, rows, numeric_from=3) + ["", compute_line(done), ""]
     if flagged:
         out += [(f"†: measured while other processes used more than {CONTENDED:.0%} of the machine's CPU (mean "
                  "over the row's runs): the time is inflated and not comparable with unmarked rows."), ""]
     return out
+
+
+def compute_line(done: pd.DataFrame) -> str:
+    """The machine time the finished runs took, summed: what a suite costs to reproduce."""
+    train = pd.to_numeric(done["train_time_s"], errors="coerce")
+    decode = pd.to_numeric(done["decode_time_s"], errors="coerce")
+    unknown = [f"{int(col.isna().sum())} without a recorded {what} time" for col, what in
+               ((train, "training"), (decode, "decode")) if col.isna().any()]
+    return (f"Compute: the {len(done)} finished run(s) took {_duration(train.sum() + decode.sum())} of "
+            f"wall-clock time ({_duration(train.sum())} training, {_duration(decode.sum())} decoding, summed "
+            "over runs; model loading and scoring not counted"
+            + (f"; {', '.join(unknown)}, not counted" if unknown else "") + ").")
+
+
+def _duration(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def _data_text(run: Mapping[str, Any]) -> str:
