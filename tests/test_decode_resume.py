@@ -89,60 +89,59 @@ def test_kill_mid_decode_then_rerun_decodes_only_the_missing_batches(suite, tmp_
     pd.testing.assert_frame_equal(_predictions(reference), _predictions(results))
 
 
-def test_parts_made_for_other_sources_are_not_used(tmp_path):
+def _tiny_decoder():
+    """decode() of a tiny GPT-2 on 6 sources in 2 batches of 3, greedy: keyword arguments go to decode."""
     torch.manual_seed(0)
     lm = load_model("tiny-gpt2")
     m = METHODS.get("full")()
     tuned = m.apply(lm.model, lm.tokenizer, m.Config())
     items = [EvalItem(f"s{i}", f"name : Place {i}", ("x",)) for i in range(6)]
     cfg = DecodeConfig(beam_size=1, max_new_tokens=6, batch_size=3)
-    ref, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                    progress=False)
+
+    def run(**kw):
+        return decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
+                      progress=False, **kw)
+
+    return run
+
+
+def test_parts_made_for_other_sources_are_not_used(tmp_path):
+    run_decode = _tiny_decoder()
+    ref, _ = run_decode()
     parts = tmp_path / "parts"
     stats: dict = {}
-    first, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                      progress=False, parts=parts, stats=stats)
+    first, _ = run_decode(parts=parts, stats=stats)
     assert first == ref and (stats["batches"], stats["resumed_batches"]) == (2, 0)
     # a stored batch is taken as it is (this proves the rerun reads it, not decodes again) ...
     part = parts / "batch-000000.parquet"
     df = store.read_parquet(part)
     store.write_parquet(part, df.assign(prediction="STORED"))
-    again, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                      progress=False, parts=parts, stats=stats)
+    again, _ = run_decode(parts=parts, stats=stats)
     assert stats["resumed_batches"] == 2 and again.count("STORED") == 3
     # ... but not when it was made for other sources
     store.write_parquet(part, df.assign(source_id=["a", "b", "c"], prediction="STORED"))
-    third, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                      progress=False, parts=parts, stats=stats)
+    third, _ = run_decode(parts=parts, stats=stats)
     assert stats["resumed_batches"] == 1 and third == ref
 
 
 def test_a_resumed_decode_reports_the_whole_decode_time(tmp_path):
     """The seconds of a resumed decode include the stored batches' times (they were measured
     when those batches were decoded); a batch stored without its time makes the total unknown."""
-    torch.manual_seed(0)
-    lm = load_model("tiny-gpt2")
-    m = METHODS.get("full")()
-    tuned = m.apply(lm.model, lm.tokenizer, m.Config())
-    items = [EvalItem(f"s{i}", f"name : Place {i}", ("x",)) for i in range(6)]
-    cfg = DecodeConfig(beam_size=1, max_new_tokens=6, batch_size=3)
+    run_decode = _tiny_decoder()
     parts = tmp_path / "parts"
     stats: dict = {}
-    decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-           progress=False, parts=parts, stats=stats)
+    run_decode(parts=parts, stats=stats)
     assert stats["time_complete"]
     part = parts / "batch-000000.parquet"
     df = store.read_parquet(part)
     assert (df["batch_seconds"] > 0).all()
     store.write_parquet(part, df.assign(batch_seconds=100.0))  # as if that batch had taken 100 s
     (parts / "batch-000001.parquet").unlink()
-    _, seconds = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                        progress=False, parts=parts, stats=stats)
+    _, seconds = run_decode(parts=parts, stats=stats)
     assert stats["resumed_batches"] == 1 and stats["time_complete"]
     assert 100.0 < seconds < 150.0
     store.write_parquet(part, df.drop(columns="batch_seconds"))  # stored by an older version
-    _, seconds = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=32,
-                        progress=False, parts=parts, stats=stats)
+    _, seconds = run_decode(parts=parts, stats=stats)
     assert stats["resumed_batches"] == 2 and not stats["time_complete"] and seconds < 50.0
 
 
