@@ -29,8 +29,11 @@ machines with more threads). On other devices (cuBLAS picks kernels by shape) th
 keeps ``generate``'s rows.
 ``tests/test_fast_decode.py`` pins the equality with ``generate``.
 
-Not covered (``bench.decode`` then calls ``generate``): encoder-decoder models, and methods
-whose key/values are not a plain prefix (the infix: visible only from the separator on).
+The infix (key/values visible only from the separator on, so not a cached past) is served
+injected into attention as ``generate`` runs it, under the wrapper's ``serving`` context
+(``bench.decode`` enters it): everything above holds except that its key/values are
+concatenated per step rather than cached. Not covered (``bench.decode`` then calls
+``generate``): encoder-decoder models.
 """
 
 from __future__ import annotations

@@ -6,14 +6,16 @@ original order. Newline tokens are blocked in table-to-text as in the authors' c
 
 Engine: ``"fast"`` (the default) is ``bench.beam``, token-for-token the output of
 transformers' ``generate`` for these settings but faster (prefix as cached past, prompt run
-once per source, finished sources leave the batch); where it cannot promise that
-(encoder-decoder models, the infix) the batch goes to ``generate``. ``"generate"`` forces
+once per source, finished sources leave the batch; the infix served injected under the
+wrapper's ``serving`` context); where it cannot promise that (encoder-decoder models) the
+batch goes to ``generate``. ``"generate"`` forces
 transformers' ``generate`` (also ``BENCH_DECODE_ENGINE=generate``). The engine is not part of
 the decode key: both give the same predictions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -155,11 +157,13 @@ def decode(
 
                     with torch.no_grad():
                         prefix, visible, lengths = mixed_prefix(tasks, rows, batch["input_ids"])
-                new = beam.generate(fast[0], batch["input_ids"], batch["attention_mask"], num_beams=cfg.beam_size,
-                                    max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty,
-                                    eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                                    banned_ids=banned, min_new_tokens=min_new_tokens, prefix=prefix,
-                                    prefix_visible=visible, prefix_len=lengths)
+                serving = tuned.serving if rows is None and hasattr(tuned, "serving") else None
+                with serving(batch["input_ids"], batch["attention_mask"]) if serving else contextlib.nullcontext():
+                    new = beam.generate(fast[0], batch["input_ids"], batch["attention_mask"], num_beams=cfg.beam_size,
+                                        max_new_tokens=cfg.max_new_tokens, length_penalty=cfg.length_penalty,
+                                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                                        banned_ids=banned, min_new_tokens=min_new_tokens, prefix=prefix,
+                                        prefix_visible=visible, prefix_len=lengths)
             except NotImplementedError:  # beam.Unsupported, or a mixed batch the engine cannot serve
                 fast = None
         if new is None:

@@ -1,8 +1,9 @@
 """The fast decoder (bench/beam.py) gives token for token what transformers' generate gives.
 
 Issue 11: decoding got faster without changing one output. Compared on tiny GPT-2 and tiny
-Llama (grouped key/value heads), greedy and beam search, with a prefix (as cached past) and
-without (full fine-tuning, LoRA, embedding-only), on batches large enough that the prompt runs
+Llama (grouped key/value heads), greedy and beam search, with a prefix (as cached past),
+with an infix (injected, visible from the separator on) and without (full fine-tuning, LoRA,
+embedding-only), on batches large enough that the prompt runs
 once per source and finished sources leave the batch (both checked to happen), and with a
 vocabulary ban that makes eos frequent (sources end at different steps). The slow tier does
 the same on SmolLM2-135M with the quickstart suite's format and decoding settings.
@@ -72,6 +73,8 @@ CASES = [
     ("tiny-llama", "full", {}),
     ("tiny-gpt2", "lora", {"r": 2}),
     ("tiny-llama", "embedding_only", {"length": 3}),
+    ("tiny-gpt2", "infix", {"length": 3, "mlp_width": 8}),
+    ("tiny-llama", "infix", {"length": 4, "mlp_width": None}),
 ]
 
 
@@ -99,9 +102,10 @@ def test_engine_equals_generate(model, method, config, num_beams, monkeypatch):
     shrinks = _Shrinks(monkeypatch)
     model_, prefix = beam.model_and_prefix(tuned)
     assert (prefix is not None) == (method in ("prefix", "embedding_only"))
-    out = beam.generate(model_, batch["input_ids"], batch["attention_mask"], num_beams=num_beams,
-                        max_new_tokens=18, length_penalty=1.0, eos_token_id=eos,
-                        pad_token_id=tok.pad_token_id, banned_ids=banned, prefix=prefix)
+    with tuned.serving(batch["input_ids"], batch["attention_mask"]):  # the infix: injected
+        out = beam.generate(model_, batch["input_ids"], batch["attention_mask"], num_beams=num_beams,
+                            max_new_tokens=18, length_penalty=1.0, eos_token_id=eos,
+                            pad_token_id=tok.pad_token_id, banned_ids=banned, prefix=prefix)
     if num_beams == 1:  # (beam search: the shrinking below says that sources finished apart)
         end_steps = {int(r.nonzero()[0]) if r.any() else -1 for r in ref == eos}
         assert len(end_steps) >= 3, f"sources must end at different steps for this test, got {end_steps}"
@@ -114,8 +118,12 @@ def test_engine_equals_generate(model, method, config, num_beams, monkeypatch):
         assert shrinks.expanded
 
 
-def test_decode_fast_and_generate_give_the_same_hypotheses_with_length_penalty():
-    lm, tuned = _tuned("tiny-gpt2", "prefix", {"length": 3, "mlp_width": 8})
+@pytest.mark.parametrize("method", ["prefix", "infix"])
+def test_decode_fast_and_generate_give_the_same_hypotheses_with_length_penalty(method, monkeypatch):
+    lm, tuned = _tuned("tiny-gpt2", method, {"length": 3, "mlp_width": 8})
+    served = []  # batches the fast engine served (not handed to generate)
+    original = beam.generate
+    monkeypatch.setattr(beam, "generate", lambda *a, **k: served.append(1) or original(*a, **k))
     items = [EvalItem(f"s{i}", f"name : Place {i} | food : {'Thai' if i % 2 else 'French'}", ("x",))
              for i in range(20)]
     cfg = DecodeConfig(beam_size=3, max_new_tokens=12, length_penalty=0.6, batch_size=7)
@@ -124,13 +132,23 @@ def test_decode_fast_and_generate_give_the_same_hypotheses_with_length_penalty()
     b, _ = decode(tuned, lm.tokenizer, items, cfg=cfg, is_encoder_decoder=False, max_source_tokens=64,
                   progress=False, engine="generate")
     assert a == b
+    assert len(served) == 3  # 20 sources in batches of 7: all served by the fast engine
     assert any(a)
 
 
-def test_infix_and_encoder_decoder_fall_back_to_generate():
+def test_infix_is_served_injected_and_encoder_decoder_falls_back_to_generate():
     _, infix = _tuned("tiny-gpt2", "infix", {"length": 3, "mlp_width": 8})
-    with pytest.raises(beam.Unsupported, match="not visible to every query"):
-        beam.model_and_prefix(infix)
+    assert beam.model_and_prefix(infix)[1] is None  # nothing cached in front of the source
+    # the separator at different indexes: no single key index can follow rows to the beams
+    sep = infix.separator_id
+    ragged = torch.tensor([[5, 6, sep, 7], [0, 5, 6, sep]])
+    with pytest.raises(NotImplementedError, match="separator is not at one index"):
+        infix.serving(ragged, torch.ones_like(ragged))
+    # mixed-task batches of infixes are not a cached past either: generate_mixed serves them
+    from bench.methods.prefix import mixed_prefix
+
+    with pytest.raises(NotImplementedError, match="generate_mixed"):
+        mixed_prefix([infix, infix], [0, 1], ragged)
     _, bart = _tuned("tiny-bart", "prefix", {"length": 3, "mlp_width": 8})
     with pytest.raises(beam.Unsupported, match="encoder-decoder"):
         beam.model_and_prefix(bart)

@@ -7,6 +7,7 @@ override ``forward``/``generate``/``stored_state`` (they train an MLP but store 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -55,6 +56,15 @@ class WrappedModel(nn.Module):
         decoder ``bench.beam`` calls ``self.base`` as ``generate`` does). A wrapper whose
         ``generate`` is not ``base.generate`` plus a cached prefix raises NotImplementedError."""
         return None
+
+    def serving(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The context in which the fast decoder ``bench.beam`` calls ``self.base`` on this batch
+        of prompts (and then on their continuations, rows copied to the beams or dropped): what
+        ``generate`` sets up besides the cached prefix. Nothing here. A wrapper that cannot be
+        served for this batch raises NotImplementedError (the batch then goes to ``generate``)."""
+        return contextlib.nullcontext()
 
     # -- what trains, what is stored ----------------------------------------------------
     def trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:

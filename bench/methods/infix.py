@@ -19,6 +19,7 @@ self-attention (which a prefix would also reach).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -73,6 +74,30 @@ class InfixModel(PrefixModel):
             is_sep &= attention_mask.bool()
         # index of the first separator of each row; 0 where a row has none
         return torch.where(is_sep.any(-1), is_sep.int().argmax(-1), 0).long()
+
+    def cache_prefix(self) -> torch.Tensor | None:
+        """Nothing is cached in front of the prompt: the source tokens must not see the infix,
+        so ``bench.beam`` serves it injected, as ``generate`` does (:meth:`serving`)."""
+        if not self.decoder_only:
+            raise NotImplementedError(f"{self.method_name}: encoder-decoder infixes are not served by the fast decoder")
+        return None
+
+    def serving(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
+    ) -> contextlib.AbstractContextManager[None]:
+        """The infix injected into attention, visible from the separator's key index on, and
+        the positions from there shifted by L: what ``generate`` runs under. Needs one
+        separator index for the whole batch (left-padded prompts that end with the
+        separator, as ``bench.decode`` builds them), so that rows may be copied to the beams
+        or leave the batch without a per-row index to follow them."""
+        start = self.starts(input_ids, attention_mask)
+        assert start is not None  # decoder-only (cache_prefix refuses the rest)
+        if bool((start != start[0]).any()) or not bool(
+            (input_ids[:, int(start[0])] == self.separator_id).all()
+        ):
+            raise NotImplementedError(f"{self.method_name}: the separator is not at one index in every row")
+        kv = {r: t[None] for r, t in self.role_kv().items()}
+        return self.injected(kv, None, torch.tensor([self.length]), start[:1])
 
 
 @METHODS.register("infix")

@@ -271,7 +271,19 @@ class PrefixTuned(WrappedModel):
     ) -> Iterator[None]:
         """Inject ``kv`` (per role [b0, n_layers, 2, kv_heads, L, head_dim]) and shift the
         positions of decoder-only inputs by ``lengths`` ([b0]) for the block."""
-        start = self.starts(input_ids, attention_mask)
+        with self.injected(kv, visible, lengths, self.starts(input_ids, attention_mask)):
+            yield
+
+    @contextlib.contextmanager
+    def injected(
+        self,
+        kv: Mapping[str, torch.Tensor],
+        visible: torch.Tensor | None,
+        lengths: torch.Tensor,
+        start: torch.Tensor | None,
+    ) -> Iterator[None]:
+        """:meth:`activated` with the key index from which queries see ``kv`` given
+        (``start``: [b0] long, or None: every query)."""
         # unbind, not indexing: its backward stacks the layers' gradients once, where 2 x
         # n_layers index backwards would each zero-fill and copy a whole-prefix gradient
         per_layer = {role: [layer.unbind(1) for layer in t.unbind(1)] for role, t in kv.items()}
@@ -280,7 +292,7 @@ class PrefixTuned(WrappedModel):
             if s.role in per_layer:
                 key, value = per_layer[s.role][s.layer]
                 entries[id(s.module)] = PrefixKV(key, value, visible, start)
-        shift = Shift(lengths.to(input_ids.device), start) if self.decoder_only else None
+        shift = Shift(lengths, start) if self.decoder_only else None
         with injecting(entries), shifting(shift):
             yield
 
@@ -481,7 +493,10 @@ def mixed_prefix(
     prefix lengths [B] (the rows' positions start there). Raises NotImplementedError where
     ``generate_mixed`` must be used (encoder-decoder, infix)."""
     first, kv, visible, lengths = _mixed(tasks, task_of_row, input_ids)
-    first.cache_prefix()  # raises where the tasks are not plain decoder-only prefixes
+    # raises where the tasks are not decoder-only; None where nothing is a cached past (the
+    # infix, served injected, one task per batch)
+    if first.cache_prefix() is None:
+        raise NotImplementedError(f"{first.method_name}: mixed batches go to generate_mixed")
     return kv["self"], visible, lengths
 
 
