@@ -32,6 +32,7 @@ for size in 50 100 200; do
 done
 step --where subset=0 dataset=e2e train_size=500 --only prefix finetune
 step --where subset=0 dataset=e2e train_size=500 --only prefix_10 infix_10 emb_10
+step --where subset=0 dataset=e2e train_size=500 --only emb_10_lr3e-3  # embedding-only at a rate where it learns
 step --where subset=1 dataset=e2e train_size=500
 step --where subset=2 dataset=e2e train_size=500
 step --where dataset=webnlg
