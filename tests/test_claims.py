@@ -131,6 +131,31 @@ def test_claim4_order(tmp_path: Path) -> None:
     assert "emb_10 (embedding_only)" in text and "(paper 62.2)" in text  # Table 5's emb_10 BLEU
 
 
+def test_claim4_tuned_variant_gets_its_own_column_and_verdict(tmp_path: Path) -> None:
+    """A method that did not learn at the paper's rate keeps its row beside a tuned variant;
+    each choice of rows gets a verdict, and the dev-loss row shows which one did not learn."""
+    runs = (("prefix_10", "prefix", True, 5e-5, [[20, 87.7], [400, 38.7]]),
+            ("infix_10", "infix", False, 5e-5, [[20, 88.0], [400, 45.0]]),
+            ("emb_10", "embedding_only", False, 5e-5, [[20, 90.0], [200, 86.4], [400, 86.5]]),
+            ("emb_10_lr3e-3", "embedding_only", True, 3e-3, [[20, 80.0], [400, 40.0]]))
+    for label, method, good, lr, dev in runs:
+        key = _run(tmp_path, label=label, method=method, size=500, subset=0, good=good, bleu=0.5,
+                   config={"length": 10}, lr=lr)
+        meta_path = store.run_dir(tmp_path, key) / "meta.json"
+        store.write_json(meta_path, {**store.read_json(meta_path), "train": {"dev_losses": dev}})
+    _, report = _claims(tmp_path)
+    text = "\n".join(report.lines)
+    assert "| emb_10 (embedding_only) | emb_10_lr3e-3 (embedding_only) |" in text
+    assert "| dev loss (first eval → best) | 87.7 → 38.7 (-56%) | 88.0 → 45.0 (-49%) | 90.0 → 86.4 (-4%) |" in text
+    assert "| learning rate | 5e-05 | 5e-05 | 5e-05 | 0.003 |" in text
+    assert "**Verdict (prefix_10, infix_10, emb_10): " in text
+    assert "**Verdict (prefix_10, infix_10, emb_10_lr3e-3): " in text
+    # infix_10 and emb_10 say the same thing (both "bad" with one seed): that step holds zero;
+    # the tuned variant copies the references, so infix is significantly behind it
+    assert "- infix_10 − emb_10 (BLEU): " in text and "- infix_10 − emb_10_lr3e-3 (BLEU): " in text
+    assert "not reproduced — at least one step is significantly reversed" in text
+
+
 def test_no_claim_without_the_runs_to_test_it(tmp_path: Path) -> None:
     _run(tmp_path, label="prefix", method="prefix", size=50, subset=0, good=True, bleu=0.5)
     _, report = _claims(tmp_path)

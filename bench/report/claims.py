@@ -369,6 +369,9 @@ ABLATION_ORDER = ("prefix", "infix", "embedding_only")
 
 
 def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
+    """One section per (dataset, split, size, length). A method may have several rows (labels:
+    the paper's learning rate and a tuned variant); each choice of one row per method gets its
+    own verdict, and every row says how far its training moved the dev loss."""
     part = scores[scores["method"].isin(ABLATION_ORDER) & scores["length"].notna() & scores["scenario"].isna()]
     lines: list[str] = []
     if part.empty or not part["method"].isin(["infix", "embedding_only"]).any():
@@ -386,33 +389,68 @@ def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
                   f"length {int(length)}, {size_text})"), "", f"Paper: {CLAIM4}", ""]
         metrics = list(dict.fromkeys(block["metric"]))
         model = str(block["model"].iloc[0])
-        label_of = {m: min(block[block["method"] == m]["row_label"].unique()) for m in present}
+        labels_of = {m: sorted(block[block["method"] == m]["row_label"].unique()) for m in present}
+        columns = [(m, label) for m in present for label in labels_of[m]]
         paper_label = {"prefix": "prefix", "infix": f"infix_{int(length)}", "embedding_only": f"emb_{int(length)}"}
         rows = []
         for metric in metrics:
             sel = block[(block["group"] == "all") & (block["metric"] == metric)]
             scale = _scale(sel)
             row = [ref.display_name(metric)]
-            for m in present:
-                v = sel[sel["row_label"] == label_of[m]]["value"] * scale
+            for m, label in columns:
+                v = sel[sel["row_label"] == label]["value"] * scale
                 paper = _paper("gpt2-medium", paper_label[m], dataset, split, metric)
                 row.append(f"{mean_std_ci(v)} (paper {paper})")
             rows.append(row)
-        lines += md_table(["metric", *[f"{label_of[m]} ({m})" for m in present]], rows)
+        rows.append(["dev loss (first eval → best)",
+                     *[_dev_loss_moved(block[block["row_label"] == label], by_key) for _, label in columns]])
+        rows.append(["learning rate", *[_learning_rates(block[block["row_label"] == label], by_key)
+                                        for _, label in columns]])
+        lines += md_table(["metric", *[f"{label} ({m})" for m, label in columns]], rows)
         lines += ["", "Paper values: GPT-2 medium, full E2E training set, Table 5 (prefix row: length 10).", ""]
         primary = metrics[0]
         sel = block[(block["group"] == "all") & (block["metric"] == primary)]
         scale = _scale(sel)
-        comps = []
-        for hi, lo in itertools.pairwise(present):
-            pairs = _pairs(sel[sel["row_label"] == label_of[lo]], sel[sel["row_label"] == label_of[hi]], by_key)
-            c = compare(pairs, split=split, column=primary, metric_id=str(sel["metric_id"].iloc[0]),
-                        group_filter={}, scale=scale) if pairs else None
-            comps.append((hi, lo, c))
-            lines.append(f"- {label_of[hi]} − {label_of[lo]} ({ref.display_name(primary)}): {fmt_delta(c)}")
-        verdict = _verdict4(comps, present, model)
-        lines += ["", f"**Verdict: {verdict}**", ""]
+        done: dict[tuple[str, str], Comparison | None] = {}
+        choices = list(itertools.product(*[labels_of[m] for m in present]))
+        for choice in choices:
+            for hi, lo in itertools.pairwise(choice):
+                if (hi, lo) in done:
+                    continue
+                pairs = _pairs(sel[sel["row_label"] == lo], sel[sel["row_label"] == hi], by_key)
+                done[(hi, lo)] = compare(pairs, split=split, column=primary, metric_id=str(sel["metric_id"].iloc[0]),
+                                         group_filter={}, scale=scale) if pairs else None
+                lines.append(f"- {hi} − {lo} ({ref.display_name(primary)}): {fmt_delta(done[(hi, lo)])}")
+        lines.append("")
+        for choice in choices:
+            comps = [(m_hi, m_lo, done[(hi, lo)]) for (m_hi, m_lo), (hi, lo)
+                     in zip(itertools.pairwise(present), itertools.pairwise(choice), strict=True)]
+            verdict = _verdict4(comps, present, model)
+            which = "" if len(choices) == 1 else f" ({', '.join(choice)})"
+            lines += [f"**Verdict{which}: {verdict}**", ""]
     return ClaimReport(lines, [])
+
+
+def _dev_loss_moved(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
+    """First evaluated dev loss → best, per run (a method that does not learn shows here)."""
+    out = []
+    for key in dict.fromkeys(sel["train_key"]):
+        meta = store.read_meta(Path(runs[key]["path"])) or {}
+        dev = (meta.get("train") or {}).get("dev_losses") or []
+        if not dev:
+            out.append("–")
+            continue
+        first, best = float(dev[0][1]), min(float(v) for _, v in dev)
+        out.append(f"{first:.1f} → {best:.1f} ({(best - first) / first:+.0%})")
+    return "; ".join(out) or "–"
+
+
+def _learning_rates(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
+    rates = []
+    for key in dict.fromkeys(sel["train_key"]):
+        spec = store.read_json(Path(runs[key]["path"]) / "spec.json")["spec"]
+        rates.append(f"{spec.get('train', {}).get('lr', float('nan')):g}")
+    return ", ".join(dict.fromkeys(rates)) or "–"
 
 
 def _verdict4(comps: list[tuple[str, str, Comparison | None]], present: list[str], model: str) -> str:
