@@ -207,8 +207,11 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
         attempt["stage"] = "done"
         _write_meta(folder, meta)
         faults.checkpoint("done_unreleased")  # 'done' on disk, the lock not yet released
-        return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0,
-                          summary=_headline(metrics))
+        summary = _headline(metrics)
+        stalled = learning_stalled(meta.get("train") or {})
+        if stalled:
+            summary += f" [warning: {stalled}; lr {spec.train.lr:g}: too low for this method?]"
+        return RunOutcome(spec.train_key, spec.method_label, "done", time.perf_counter() - t0, summary=summary)
     except LockLost:
         # Another process reclaimed the run (our lease ran out while we were stalled): the
         # folder is its now, so nothing more is written here.
@@ -247,6 +250,26 @@ def failure_reason(e: BaseException, spec: RunSpec) -> str:
     if isinstance(e, BenchError):
         return first
     return f"{type(e).__name__}: {first}"
+
+
+STALLED_FRACTION = 0.10
+
+
+def learning_stalled(train: dict[str, Any]) -> str | None:
+    """Why a training barely learned (best dev loss less than 10% below the untrained one), or
+    None. A run that does not learn still scores (the paper-rate embedding-only row of the
+    replication: dev loss 90.0 -> 86.4, BLEU 4); this says so beside its numbers. Runs stored
+    before the untrained dev loss was recorded compare with the first evaluation (which
+    understates what training did: a fast learner can plateau before it)."""
+    dev = train.get("dev_losses") or []
+    before = train.get("dev_loss_before")
+    if not dev or (before is None and len(dev) < 2):
+        return None
+    first = float(before) if before is not None else float(dev[0][1])
+    best = min(float(v) for _, v in dev)
+    if first <= 0 or (first - best) / first >= STALLED_FRACTION:
+        return None
+    return f"dev loss moved only {(best - first) / first:+.0%} ({first:.3g} -> {best:.3g}) in {train.get('steps')} steps"
 
 
 def _headline(metrics: pd.DataFrame) -> str:

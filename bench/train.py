@@ -69,6 +69,9 @@ class TrainResult:
     # other processes' share of the machine's CPU while this attempt trained (bench.contention)
     other_cpu: float | None = None
     dev_losses: list[tuple[int, float]] = field(default_factory=list)
+    # the dev loss of the untrained method (step 0): did training move it? Not a candidate
+    # for early stopping (that keeps choosing among trained steps, as before)
+    dev_loss_before: float | None = None
     best_step: int | None = None
     resumed_from: int | None = None
     discarded_checkpoint: str | None = None  # why a checkpoint found was not used
@@ -89,6 +92,7 @@ class TrainResult:
             "resumed_from": self.resumed_from,
             "discarded_checkpoint": self.discarded_checkpoint,
             "dev_losses": self.dev_losses,
+            "dev_loss_before": self.dev_loss_before,
             # every step's training loss, for the report's training curves (not part of any key)
             "losses": [float(f"{x:.6g}") for x in self.losses],
         }
@@ -346,12 +350,17 @@ def train(
             result.step_times = ck["step_times"]
             result.tokens = ck["tokens"]
             result.dev_losses = ck["dev_losses"]
+            result.dev_loss_before = ck.get("dev_loss_before")
             result.best_step = ck["best_step"]
             best_dev = ck["best_dev"]
             best_state = ck["best_state"]
             elapsed_before = ck["elapsed_s"]
             result.resumed_from = start_step
 
+    if cfg.early_stopping and dev and start_step == 0:
+        # outside the timed loop; an eval-mode forward draws no random numbers, so the
+        # training that follows is the same with or without it
+        result.dev_loss_before = dev_loss(tuned, dev, cfg, pad, is_encoder_decoder, decoder_start_id)
     tuned.train()
     # A `with` block: the CPU sampler thread is stopped (and the bar closed) also when a step
     # raises (a NaN loss, out of memory, a lost lock), not only when training ends.
@@ -470,6 +479,7 @@ def _save_checkpoint(path: Path, fingerprint: dict[str, Any], tuned: torch.nn.Mo
         "step_times": list(result.step_times),
         "tokens": result.tokens,
         "dev_losses": list(result.dev_losses),
+        "dev_loss_before": result.dev_loss_before,
         "best_step": result.best_step,
         "best_dev": best_dev,
         "best_state": best_state,

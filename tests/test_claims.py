@@ -142,11 +142,13 @@ def test_claim4_tuned_variant_gets_its_own_column_and_verdict(tmp_path: Path) ->
         key = _run(tmp_path, label=label, method=method, size=500, subset=0, good=good, bleu=0.5,
                    config={"length": 10}, lr=lr)
         meta_path = store.run_dir(tmp_path, key) / "meta.json"
-        store.write_json(meta_path, {**store.read_json(meta_path), "train": {"dev_losses": dev}})
+        train = {"dev_losses": dev} | ({"dev_loss_before": 95.0} if label == "emb_10_lr3e-3" else {})
+        store.write_json(meta_path, {**store.read_json(meta_path), "train": train})
     _, report = _claims(tmp_path)
     text = "\n".join(report.lines)
     assert "| emb_10 (embedding_only) | emb_10_lr3e-3 (embedding_only) |" in text
-    assert "| dev loss (first eval → best) | 87.7 → 38.7 (-56%) | 88.0 → 45.0 (-49%) | 90.0 → 86.4 (-4%) |" in text
+    assert ("| dev loss (untrained → best) | 87.7 at step 20 → 38.7 (-56%) | 88.0 at step 20 → 45.0 (-49%) "
+            "| 90.0 at step 20 → 86.4 (-4%) | 95.0 → 40.0 (-58%) |") in text  # (stored without / with it)
     assert "| learning rate | 5e-05 | 5e-05 | 5e-05 | 0.003 |" in text
     assert "**Verdict (prefix_10, infix_10, emb_10): " in text
     assert "**Verdict (prefix_10, infix_10, emb_10_lr3e-3): " in text

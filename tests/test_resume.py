@@ -199,3 +199,28 @@ def test_same_spec_twice_gives_identical_metrics_and_records_seeds(spec, tmp_pat
     assert seeds["data_order"][0] == 4
     assert seeds["subset"]["index"] == 0 and seeds["subset"]["size"] == 20 and seeds["subset"]["key"]
     assert seeds["base_model_init"] == 0
+
+
+def test_untrained_dev_loss_leaves_training_unchanged(tiny, examples, monkeypatch):
+    """The dev loss before training (bench.runner.learning_stalled's reference) is an eval-mode
+    forward: training with it is bitwise the training without it (GPT-2 dropout active)."""
+    import bench.train as train_module
+
+    cfg = TrainConfig(max_steps=6, lr=5e-3, batch_size=3, early_stopping=True, eval_every=2, max_target_tokens=48)
+    with_it = _tuned(tiny, "full", {})
+    a = _train(tiny, with_it, examples, cfg, None)
+    assert a.dev_loss_before is not None and a.dev_loss_before > a.dev_losses[-1][1]
+    real = train_module.dev_loss
+    calls = []
+
+    def skip_first(*args, **kw):  # the step-0 evaluation is the first call: skip it
+        calls.append(1)
+        return 0.0 if len(calls) == 1 else real(*args, **kw)
+
+    monkeypatch.setattr(train_module, "dev_loss", skip_first)
+    without = _tuned(tiny, "full", {})
+    b = _train(tiny, without, examples, cfg, None)
+    assert b.dev_loss_before == 0.0  # (the skipped call)
+    assert a.losses == b.losses and a.dev_losses == b.dev_losses
+    for (n, p), (_, q) in zip(with_it.trainable_parameters(), without.trainable_parameters(), strict=True):
+        assert torch.equal(p, q), n

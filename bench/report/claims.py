@@ -402,7 +402,7 @@ def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
                 paper = _paper("gpt2-medium", paper_label[m], dataset, split, metric)
                 row.append(f"{mean_std_ci(v)} (paper {paper})")
             rows.append(row)
-        rows.append(["dev loss (first eval → best)",
+        rows.append(["dev loss (untrained → best)",
                      *[_dev_loss_moved(block[block["row_label"] == label], by_key) for _, label in columns]])
         rows.append(["learning rate", *[_learning_rates(block[block["row_label"] == label], by_key)
                                         for _, label in columns]])
@@ -432,16 +432,21 @@ def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
 
 
 def _dev_loss_moved(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
-    """First evaluated dev loss → best, per run (a method that does not learn shows here)."""
+    """Dev loss before training → best, per run (a method that does not learn shows here); runs
+    stored without the untrained loss start from their first evaluation ("at step N")."""
     out = []
     for key in dict.fromkeys(sel["train_key"]):
         meta = store.read_meta(Path(runs[key]["path"])) or {}
-        dev = (meta.get("train") or {}).get("dev_losses") or []
+        train = meta.get("train") or {}
+        dev = train.get("dev_losses") or []
         if not dev:
             out.append("–")
             continue
-        first, best = float(dev[0][1]), min(float(v) for _, v in dev)
-        out.append(f"{first:.1f} → {best:.1f} ({(best - first) / first:+.0%})")
+        before = train.get("dev_loss_before")
+        first = float(before) if before is not None else float(dev[0][1])
+        where = "" if before is not None else f" at step {dev[0][0]}"
+        best = min(float(v) for _, v in dev)
+        out.append(f"{first:.1f}{where} → {best:.1f} ({(best - first) / first:+.0%})")
     return "; ".join(out) or "–"
 
 
