@@ -96,6 +96,19 @@ def test_claim2_verdict_follows_the_paired_test(tmp_path: Path, prefix_wins: boo
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["50", "100"]
 
 
+def test_claim2_ignores_a_prefix_row_run_at_one_size(tmp_path: Path) -> None:
+    """The Table 5 ablation's prefix_10 (500 examples only) is not a low-data curve: no
+    "prefix_10 vs finetune" block calling sizes it was never meant to run "incomplete"."""
+    _low_data_tree(tmp_path, prefix_wins=True)
+    _run(tmp_path, label="prefix_10", method="prefix", size=100, subset=0, good=True, bleu=0.6,
+         config={"length": 10})
+    _, report = _claims(tmp_path)
+    text = "\n".join(report.lines)
+    assert "**Verdict (prefix vs finetune): reproduced —" in text
+    assert "prefix_10" not in text
+    assert len(report.figures) == 1
+
+
 def test_claim2_equal_systems_are_inconclusive(tmp_path: Path) -> None:
     for size in (50, 100):
         for method, label in (("prefix", "prefix"), ("full", "finetune")):

@@ -188,8 +188,11 @@ def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> C
     for (dataset, split), block in part.groupby(["dataset", "split"], sort=False):
         group = "all"
         metrics = _low_data_metric_pair(block)
-        ft_labels = sorted(block[block["method"] == "full"]["row_label"].unique())
-        pre_labels = sorted(block[block["method"] == "prefix"]["row_label"].unique())
+        ft_labels = _curve_labels(block, "full", missing, dataset)
+        pre_labels = _curve_labels(block, "prefix", missing, dataset)
+        if not ft_labels or not pre_labels:
+            continue
+        block = block[block["row_label"].isin([*ft_labels, *pre_labels])]
         sizes = sorted(int(s) for s in block["train_size"].unique())
         lines += [f"### Claim 2 — low data ({dataset_name(dataset)} {split})", "", f"Paper: {CLAIM2}", ""]
         for ft in ft_labels:
@@ -221,6 +224,21 @@ def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> C
                 lines += ["", f"**Verdict ({pre} vs {ft}): {verdict}**", ""]
         figures.append(_figure3(block, dataset, split, metrics))
     return ClaimReport(lines, figures)
+
+
+def _curve_labels(block: pd.DataFrame, method: str, missing: pd.DataFrame, dataset: str) -> list[str]:
+    """Labels of ``method`` that span the most training sizes (finished or still expected by the
+    suite): the low-data curves. A row the suite runs at fewer sizes (the Table 5 ablation's
+    prefix_10 at 500 examples only) is not one of them."""
+    sizes: dict[str, set[float]] = {}
+    for label, rows in block[block["method"] == method].groupby("row_label"):
+        sizes[str(label)] = set(rows["train_size"].dropna())
+    if not missing.empty:
+        todo = missing[(missing["dataset"] == dataset) & missing["method_label"].isin(list(sizes))]
+        for label, rows in todo.groupby("method_label"):
+            sizes[str(label)] |= set(rows["train_size"].dropna())
+    most = max((len(v) for v in sizes.values()), default=0)
+    return sorted(label for label, v in sizes.items() if len(v) == most)
 
 
 def _incomplete(missing: pd.DataFrame, dataset: str, labels: set[str]) -> set[int]:
