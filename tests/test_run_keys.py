@@ -25,6 +25,8 @@ GOLDEN = json.loads((REPO / "tests" / "golden" / "run_keys.json").read_text())["
 # TrainConfig was never merged with a setting had ``epochs`` hashed as the integer 10.
 LEGACY_COUNT = {"suites/smoke.yaml": 5, "suites/quickstart.yaml": 1, "suites/replication_cpu.yaml": 0}
 
+ADDED_CELLS = {"suites/replication_cpu.yaml": {("emb_10_lr3e-3", "e2e", 500, 0, 0)}}  # issue #10's tuned variant
+
 
 def _keys(spec) -> tuple[str, str, str]:
     return spec.train_key, spec.decode_key, spec.score_key
@@ -32,7 +34,11 @@ def _keys(spec) -> tuple[str, str, str]:
 
 @pytest.mark.parametrize("suite", sorted(GOLDEN))
 def test_every_golden_key_is_reproduced(suite: str) -> None:
-    specs = expand(load_suite(REPO / suite))
+    # cells added to a suite after the golden keys were taken (they have no legacy key), named
+    # here so that any other new or lost cell still fails
+    added = ADDED_CELLS.get(suite, set())
+    specs = [s for s in expand(load_suite(REPO / suite))
+             if (s.method_label, s.data.name, s.data.train_size, s.data.subset, s.seed) not in added]
     golden = GOLDEN[suite]
     assert [(s.method_label, s.data.name, s.data.train_size, s.data.subset, s.seed) for s in specs] == [
         (g["label"], g["dataset"], g["train_size"], g["subset"], g["seed"]) for g in golden
