@@ -252,6 +252,20 @@ def failure_reason(e: BaseException, spec: RunSpec) -> str:
     return f"{type(e).__name__}: {first}"
 
 
+def dev_loss_moved(train: dict[str, Any]) -> tuple[float, float, int | None] | None:
+    """(reference, best, step) from a run's stored training summary: the reference is the dev
+    loss before training, or for runs stored without it the first evaluation (``step`` then
+    names that evaluation's step; None otherwise); None without dev losses."""
+    dev = train.get("dev_losses") or []
+    if not dev:
+        return None
+    before = train.get("dev_loss_before")
+    best = min(float(v) for _, v in dev)
+    if before is not None:
+        return float(before), best, None
+    return float(dev[0][1]), best, int(dev[0][0])
+
+
 STALLED_FRACTION = 0.10
 
 
@@ -261,12 +275,11 @@ def learning_stalled(train: dict[str, Any]) -> str | None:
     replication: dev loss 90.0 -> 86.4, BLEU 4); this says so beside its numbers. Runs stored
     before the untrained dev loss was recorded compare with the first evaluation (which
     understates what training did: a fast learner can plateau before it)."""
-    dev = train.get("dev_losses") or []
-    before = train.get("dev_loss_before")
-    if not dev or (before is None and len(dev) < 2):
+    moved = dev_loss_moved(train)
+    # without the untrained loss, one evaluation shows no trend
+    if moved is None or (moved[2] is not None and len(train["dev_losses"]) < 2):
         return None
-    first = float(before) if before is not None else float(dev[0][1])
-    best = min(float(v) for _, v in dev)
+    first, best, _ = moved
     if first <= 0 or (first - best) / first >= STALLED_FRACTION:
         return None
     return f"dev loss moved only {(best - first) / first:+.0%} ({first:.3g} -> {best:.3g}) in {train.get('steps')} steps"

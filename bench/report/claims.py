@@ -28,6 +28,7 @@ from bench import store
 from bench.report import reference as ref
 from bench.report.figures import ReportFigure, _figure, interval95
 from bench.report.tables import dataset_name, fmt_num, md_table
+from bench.runner import dev_loss_moved
 
 N_BOOT = 1000
 # The paper's statements (ACL 2021 text; PAPER.md "Claims the harness should let a user test").
@@ -149,6 +150,7 @@ def _runs_by_key(runs: pd.DataFrame) -> dict[str, dict]:
     for r in runs.to_dict("records"):
         spec = store.read_json(Path(r["path"]) / "spec.json")["spec"]
         r["decode_key"] = spec.get("decode_key")
+        r["lr"] = spec.get("train", {}).get("lr", float("nan"))
         out[r["train_key"]] = r
     return out
 
@@ -455,24 +457,18 @@ def _dev_loss_moved(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
     out = []
     for key in dict.fromkeys(sel["train_key"]):
         meta = store.read_meta(Path(runs[key]["path"])) or {}
-        train = meta.get("train") or {}
-        dev = train.get("dev_losses") or []
-        if not dev:
+        moved = dev_loss_moved(meta.get("train") or {})
+        if moved is None:
             out.append("–")
             continue
-        before = train.get("dev_loss_before")
-        first = float(before) if before is not None else float(dev[0][1])
-        where = "" if before is not None else f" at step {dev[0][0]}"
-        best = min(float(v) for _, v in dev)
+        first, best, step = moved
+        where = "" if step is None else f" at step {step}"
         out.append(f"{first:.1f}{where} → {best:.1f} ({(best - first) / first:+.0%})")
     return "; ".join(out) or "–"
 
 
 def _learning_rates(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
-    rates = []
-    for key in dict.fromkeys(sel["train_key"]):
-        spec = store.read_json(Path(runs[key]["path"]) / "spec.json")["spec"]
-        rates.append(f"{spec.get('train', {}).get('lr', float('nan')):g}")
+    rates = [f"{runs[key]['lr']:g}" for key in dict.fromkeys(sel["train_key"])]
     return ", ".join(dict.fromkeys(rates)) or "–"
 
 
