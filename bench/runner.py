@@ -276,10 +276,13 @@ def learning_stalled(train: dict[str, Any]) -> str | None:
     before the untrained dev loss was recorded compare with the first evaluation (which
     understates what training did: a fast learner can plateau before it)."""
     moved = dev_loss_moved(train)
-    # without the untrained loss, one evaluation shows no trend
-    if moved is None or (moved[2] is not None and len(train["dev_losses"]) < 2):
+    if moved is None:
         return None
-    first, best, _ = moved
+    first, best, first_step = moved
+    # without the untrained loss (first_step names the evaluation used instead), one
+    # evaluation shows no trend
+    if first_step is not None and len(train["dev_losses"]) < 2:
+        return None
     if first <= 0 or (first - best) / first >= STALLED_FRACTION:
         return None
     return f"dev loss moved only {(best - first) / first:+.0%} ({first:.3g} -> {best:.3g}) in {train.get('steps')} steps"
