@@ -23,7 +23,7 @@ from bench.identity import digest
 T = TypeVar("T")
 
 # TrainConfig fields (name -> default) left out of the train_key at their default.
-KEYED_WHEN_SET: dict[str, Any] = {"group_by_length": False, "precision": "fp32"}
+KEYED_WHEN_SET: dict[str, Any] = {"group_by_length": False, "precision": "fp32", "patience": None}
 
 
 # Train fields that change how a run is carried out, not what it computes: left out of the run
@@ -49,6 +49,11 @@ class TrainConfig:
     max_target_tokens: int = 128
     early_stopping: bool = False  # on dev loss, where the run has a dev split (low-data)
     eval_every: int = 50  # steps between dev-loss checks when early_stopping
+    # Dev-loss evaluations without a new best before training stops (early_stopping only);
+    # None trains every scheduled step and keeps the best (the paper's protocol). The linear
+    # schedule is still laid out over the full step budget, so a stopped run is a prefix of
+    # the unstopped one.
+    patience: int | None = None
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = never
     # Batches of similar length (less padding); the order stays a function of the seed.
     group_by_length: bool = False
@@ -75,6 +80,11 @@ class TrainConfig:
             problems.append(f"epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps <= 0:
             problems.append(f"max_steps must be > 0, got {self.max_steps}")
+        if self.patience is not None:
+            if self.patience < 1:
+                problems.append(f"patience must be >= 1 (evaluations without improvement), got {self.patience}")
+            if not self.early_stopping:
+                problems.append("patience needs early_stopping: true (it counts dev-loss evaluations)")
         return problems
 
 

@@ -74,6 +74,7 @@ class TrainResult:
     dev_loss_before: float | None = None
     best_step: int | None = None
     resumed_from: int | None = None
+    stopped_at: int | None = None  # the step train.patience stopped at; None: all steps ran
     discarded_checkpoint: str | None = None  # why a checkpoint found was not used
 
     def summary(self) -> dict[str, Any]:
@@ -90,6 +91,7 @@ class TrainResult:
             "train_other_cpu": self.other_cpu,
             "best_step": self.best_step,
             "resumed_from": self.resumed_from,
+            "stopped_at": self.stopped_at,
             "discarded_checkpoint": self.discarded_checkpoint,
             "dev_losses": self.dev_losses,
             "dev_loss_before": self.dev_loss_before,
@@ -411,6 +413,9 @@ def train(
                     best_dev, result.best_step = dl, done
                     best_state = {n: p.detach().clone() for n, p in tuned.trainable_parameters()}
                 tuned.train()
+                if cfg.patience is not None and done < steps and _evals_since_best(result) >= cfg.patience:
+                    result.stopped_at = done
+                    break
             if checkpoint_path is not None and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < steps:
                 _save_checkpoint(checkpoint_path, fingerprint, tuned, opt, sched, done, result, best_dev, best_state,
                                  elapsed_before + time.perf_counter() - t0, scaler)
@@ -426,6 +431,15 @@ def train(
     result.other_cpu = others.share
     result.memory_above_model_mb = memory.above_model_mb
     return result
+
+
+def _evals_since_best(result: TrainResult) -> int:
+    """Dev-loss evaluations after the best one (recomputed from the record, so a resumed run
+    counts the evaluations before its checkpoint too)."""
+    steps = [step for step, _ in result.dev_losses]
+    if result.best_step not in steps:  # no finite dev loss yet
+        return len(steps)
+    return len(steps) - 1 - steps.index(result.best_step)
 
 
 def _order_digest(order: Sequence[Sequence[int]]) -> str:

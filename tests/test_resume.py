@@ -224,3 +224,34 @@ def test_untrained_dev_loss_leaves_training_unchanged(tiny, examples, monkeypatc
     assert a.losses == b.losses and a.dev_losses == b.dev_losses
     for (n, p), (_, q) in zip(with_it.trainable_parameters(), without.trainable_parameters(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_patience_stops_after_evaluations_without_improvement(tiny, examples, monkeypatch):
+    """train.patience stops once that many dev evaluations pass without a new best; the run
+    is the unstopped run's prefix (same schedule) and keeps the best state."""
+    import bench.train as train_module
+
+    # scripted dev losses (the first call is the untrained model's): best at step 4, then worse
+    scripted = iter([99.0, 10.0, 8.0, 9.0, 9.5, 7.0, 6.0] * 3)
+    monkeypatch.setattr(train_module, "dev_loss", lambda *a, **k: next(scripted))
+    base = TrainConfig(max_steps=12, lr=5e-3, batch_size=3, early_stopping=True, eval_every=2,
+                       max_target_tokens=48)
+    full_model = _tuned(tiny, "full", {})
+    full = _train(tiny, full_model, examples, base, None)
+    assert full.stopped_at is None and len(full.losses) == 12 and full.best_step == 12
+    scripted = iter([99.0, 10.0, 8.0, 9.0, 9.5, 7.0, 6.0])
+    stopped_model = _tuned(tiny, "full", {})
+    stopped = _train(tiny, stopped_model, examples, dataclasses.replace(base, patience=2), None)
+    assert stopped.stopped_at == 8 and len(stopped.losses) == 8
+    assert stopped.losses == full.losses[:8]
+    assert stopped.best_step == 4 and stopped.summary()["stopped_at"] == 8
+    scripted = iter([99.0, 10.0, 8.0, 9.0, 9.5, 7.0, 6.0])
+    patient = _train(tiny, _tuned(tiny, "full", {}), examples, dataclasses.replace(base, patience=3), None)
+    assert patient.stopped_at is None and patient.best_step == 12  # 2 bad evaluations < 3
+
+
+def test_patience_is_keyed_only_when_set_and_needs_early_stopping():
+    assert "patience" not in TrainConfig(max_steps=5).identity()
+    assert TrainConfig(max_steps=5, early_stopping=True, patience=3).identity()["patience"] == 3
+    assert any("early_stopping" in p for p in TrainConfig(max_steps=5, patience=3).check())
+    assert any("patience must be >= 1" in p for p in TrainConfig(early_stopping=True, patience=0).check())
