@@ -201,7 +201,7 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         attempt["resumed_from"] = tr.resumed_from
         summary = tr.summary()
         train_meta = {k: summary[k] for k in ("steps", "final_loss", "best_step", "resumed_from", "dev_losses",
-                                              "dev_loss_before", "discarded_checkpoint", "losses")}
+                                              "dev_loss_before", "discarded_checkpoint", "losses", "stopped_at")}
         train_meta["n_train_examples"] = len(train_ex)
         train_meta["n_dev_examples"] = len(dev_ex)
         train_meta["precision"] = spec.train.precision  # autocast dtype (fp32: none)

@@ -404,10 +404,37 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
         rows.append(line)
     headers = ["method", "model", "data", "trained", "stored", *[h for _, h, _ in COST_COLUMNS], "n"]
     out += md_table(headers, rows, numeric_from=3) + ["", compute_line(done), ""]
+    out += patience_note(done)
     if flagged:
         out += [(f"†: measured while other processes used more than {CONTENDED:.0%} of the machine's CPU (mean "
                  "over the row's runs): the time is inflated and not comparable with unmarked rows."), ""]
     return out
+
+
+def patience_note(done: pd.DataFrame) -> list[str]:
+    """Which runs used train.patience (early stopping that ends training), and where they stopped:
+    their training time is not that of the full step budget."""
+    from pathlib import Path
+
+    from bench import store
+
+    rows = []
+    for r in done.to_dict("records"):
+        folder = Path(r["path"])
+        train = (store.read_json(folder / "spec.json") or {}).get("spec", {}).get("train", {})
+        if train.get("patience") is None:
+            continue
+        meta = store.read_meta(folder) or {}
+        t = meta.get("train") or {}
+        planned, ran = t.get("steps"), len(t.get("losses") or [])
+        stopped = t.get("stopped_at") or (ran if planned and 0 < ran < planned else None)
+        rows.append([str(r["row_label"]), _data_text(r), str(train["patience"]),
+                     f"{stopped} of {planned}" if stopped else f"all {planned}", str(t.get("best_step", "-"))])
+    if not rows:
+        return []
+    return [(f"Runs with train.patience ({len(rows)}): training stopped after that many dev-loss evaluations "
+             "without a new best; the other runs trained every scheduled step and kept their best dev-loss state."),
+            "", *md_table(["method", "data", "patience", "steps trained", "best step"], rows, numeric_from=2), ""]
 
 
 def compute_line(done: pd.DataFrame) -> str:
