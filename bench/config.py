@@ -80,6 +80,20 @@ class TrainConfig:
             problems.append(f"epochs must be > 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps <= 0:
             problems.append(f"max_steps must be > 0, got {self.max_steps}")
+        # Counts: a negative or zero one would run (checkpoint_every: -5 never checkpoints) or
+        # fail hours later, never do what was meant.
+        for name in ("eval_every", "max_source_tokens", "max_target_tokens"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            problems.append(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.checkpoint_every < 0:
+            problems.append(f"checkpoint_every must be >= 0 (steps between checkpoints; 0 = never), "
+                            f"got {self.checkpoint_every}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            problems.append(f"max_grad_norm must be > 0 (or null: no clipping), got {self.max_grad_norm}")
         if self.patience is not None:
             if self.patience < 1:
                 problems.append(f"patience must be >= 1 (evaluations without improvement), got {self.patience}")
@@ -104,6 +118,8 @@ class DecodeConfig:
             problems.append(f"beam_size must be >= 1, got {self.beam_size}")
         if self.max_new_tokens < 1:
             problems.append(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1, got {self.batch_size}")
         return problems
 
 
@@ -124,6 +140,9 @@ class DataSpec:
     eval_filter: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     max_eval_sources: int | None = None  # cap on scored sources, recorded with the results
     metrics: Mapping[str, str] = field(default_factory=dict)  # column -> metric id
+    # Options that say where the data is (a custom dataset's file paths), not what it is: left
+    # out of the run keys and the subset draw; such a dataset keys the files' content instead.
+    path_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -153,7 +172,7 @@ class RunSpec:
             "data": {
                 "name": d.name,
                 "version": d.version,
-                "options": dict(d.options),
+                "options": {k: v for k, v in d.options.items() if k not in d.path_options},
                 "train_split": d.train_split,
                 "train_size": d.train_size,
                 "subset": d.subset,

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.errors import ModelUnavailableError
+from bench.errors import ModelUnavailableError, did_you_mean
 
 if TYPE_CHECKING:  # torch loads only where a model is built: a cached rerun never imports it
     import torch
@@ -276,6 +276,94 @@ def check_available(name: str) -> None:
     )
 
 
+# The embedded GGUF's architecture and context length (its metadata: llama, 8192), so a suite
+# is checked without dequantizing 135M weights.
+EMBEDDED_CONFIG: dict[str, Any] = {"model_type": "llama", "max_position_embeddings": 8192, "is_encoder_decoder": False}
+# Hub ids without an owner are the few legacy ones; any other owner-less name is a mistyped alias.
+LEGACY_HUB_IDS = frozenset({"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"})
+_PATH_PREFIXES = ("/", "./", "../", "~", ".\\")
+
+
+class _Ids:
+    """Token ids for ``tiny_config`` without building the byte tokenizer."""
+
+    pad_token_id, bos_token_id, eos_token_id = 256, 257, 258
+
+
+def model_config(name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(the model's config as a dict, a warning) read without any weights, for `bench validate`.
+
+    A name that cannot resolve (unknown alias, missing folder, a folder without config.json
+    or weights, a malformed hub id, a hub id the reachable hub does not know) raises
+    ModelUnavailableError. A hub id that cannot be checked here (hub unreachable, nothing
+    cached) returns a warning, with the config of ``PAPER_CONFIGS`` where it has one.
+    """
+    import json
+
+    if name in TINY:
+        return tiny_config(name, 259, _Ids()).to_dict(), None
+    if name == EMBEDDED:
+        embedded_gguf_path()
+        return dict(EMBEDDED_CONFIG), None
+    repo, _, rev = name.partition("@")
+    path = Path(repo).expanduser()
+    if path.is_dir():
+        config = path / "config.json"
+        if not config.is_file():
+            raise ModelUnavailableError(
+                f"model {name!r}: the folder has no config.json, so it is not a model folder (one written by "
+                f"save_pretrained or `huggingface-cli download`)")
+        try:
+            data = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise ModelUnavailableError(f"model {name!r}: {config} is not readable JSON ({e})"[:300]) from None
+        if not isinstance(data, dict) or "model_type" not in data:
+            raise ModelUnavailableError(f"model {name!r}: {config} has no model_type; not a transformers config")
+        if not (any(path.glob("*.safetensors")) or any(path.glob("*.bin"))):
+            raise ModelUnavailableError(f"model {name!r}: the folder has no weights (*.safetensors or *.bin)")
+        return data, None
+    if path.exists():
+        raise ModelUnavailableError(f"model {name!r}: a file, not a model folder")
+    if repo.startswith(_PATH_PREFIXES):
+        raise ModelUnavailableError(f"model {name!r}: no such folder")
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    known = f"aliases {', '.join((EMBEDDED, *TINY))}, a local model folder, or a hub id owner/name"
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise ModelUnavailableError(f"model {name!r}: not a model name ({known})") from None
+    cached = try_to_load_from_cache(repo, "config.json", revision=rev or None)
+    if isinstance(cached, str):
+        try:
+            return json.loads(Path(cached).read_text(encoding="utf-8")), None
+        except (OSError, ValueError):
+            pass  # a damaged cache entry: checked like an uncached model
+    paper = dict(PAPER_CONFIGS[repo]) if repo in PAPER_CONFIGS else None
+    if hub_reachable():
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
+
+        try:
+            fetched = hf_hub_download(repo, "config.json", revision=rev or None)
+            return json.loads(Path(fetched).read_text(encoding="utf-8")), None
+        except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as e:
+            raise ModelUnavailableError(
+                f"model {name!r}: the Hugging Face hub has no such model ({type(e).__name__}); {known}") from None
+        except Exception as e:  # noqa: BLE001 - a network hiccup: unchecked, not wrong
+            return paper, f"model {name!r}: not checked (the hub did not answer: {type(e).__name__})"
+    if "/" not in repo and repo not in LEGACY_HUB_IDS:
+        raise ModelUnavailableError(
+            f"model {name!r}: unknown model{_close(repo)} ({known})")
+    return paper, (f"model {name!r}: not checked (the Hugging Face hub is unreachable and nothing is cached); "
+                   "`bench run` needs the hub or a local copy (`model: DIR`)")
+
+
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -316,3 +404,9 @@ def _load_from_config(name: str, seed: int) -> tuple[torch.nn.Module, Any, str]:
     model = _build_from_config(config, seed)
     tok = byte_tokenizer()  # only counts are wanted; the real tokenizer needs the hub
     return model, tok, f"{name}:from_config:seed={seed}"
+
+
+def _close(name: str) -> str:
+    """' (did you mean "x"?)' for an alias close to ``name``, else ''."""
+    hint = did_you_mean(name, (EMBEDDED, *TINY))
+    return hint if "did you mean" in hint else ""

@@ -146,15 +146,56 @@ def _as_filter(value: Any, where: str, problems: list[str]) -> dict[str, tuple[s
     return out
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Parse and validate ``path``; every problem is collected into one ConfigError."""
+class _SuiteLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that notes every key written twice in one mapping: YAML keeps the
+    last one without a word, so two ``train:`` blocks would train with half the settings."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[str] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Before SafeLoader flattens merge keys (`<<: *base`), whose keys may be overridden.
+        first: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                before = first.get(key)
+            except TypeError:
+                continue  # an unhashable key: SafeLoader's own error says so
+            here = key_node.start_mark
+            if before is None:
+                first[key] = here
+                continue
+            where = (f"lines {before.line + 1} and {here.line + 1}" if before.line != here.line
+                     else f"line {here.line + 1}, columns {before.column + 1} and {here.column + 1}")
+            self.duplicates.append(f"line {here.line + 1}: key {key!r} is written twice in one mapping ({where}); "
+                                   "YAML would keep the last one silently: merge them into one")
+        return super().construct_mapping(node, deep=deep)
+
+
+SEED_MAX = 2**32 - 1  # numpy's seed range; torch takes more, but numpy would wrap it
+
+
+def load_suite(path: str | Path, *, deferred: list[str] | None = None) -> Suite:
+    """Parse and validate ``path``; every problem is collected into one ConfigError.
+
+    Problems that leave the suite well-formed (a key written twice, a seed out of range) go to
+    ``deferred`` when it is given, so the caller can report them with the checks that need
+    the expanded suite; otherwise they are raised like the others."""
     path = Path(path)
     if not path.exists():
         raise BenchError(f"suite file not found: {path}")
     if path.is_dir():
         raise BenchError(f"{path}: is a directory, not a suite file (`bench validate` accepts folders)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loader = _SuiteLoader(path.read_text(encoding="utf-8"))
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
     except UnicodeDecodeError as e:
         raise BenchError(f"{path}: not UTF-8 text (byte {e.start}); a suite is a YAML file") from None
     except OSError as e:
@@ -165,15 +206,18 @@ def load_suite(path: str | Path) -> Suite:
         raise BenchError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
     if not isinstance(raw, Mapping):
         raise BenchError(f"{path}: a suite is a mapping with keys {', '.join(SUITE_KEYS)}")
+    late: list[str] = list(loader.duplicates)
     problems: list[str] = []
-    suite = _parse(raw, path, problems)
-    if problems:
-        raise ConfigError([f"{path}: {p}" for p in problems])
+    suite = _parse(raw, path, problems, late)
+    if problems or (late and deferred is None):
+        raise ConfigError([f"{path}: {p}" for p in late + problems])
     assert suite is not None
+    if deferred is not None:
+        deferred.extend(f"{path}: {p}" for p in late)
     return suite
 
 
-def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | None:
+def _parse(raw: Mapping[str, Any], path: Path, problems: list[str], late: list[str]) -> Suite | None:
     from bench.registry import DATASETS, METHODS
 
     _unknown(raw, SUITE_KEYS, "suite", problems)
@@ -187,12 +231,16 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
     if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or not seeds:
         problems.append(f"seeds: expected a non-empty list of integers, got {seeds!r}")
         seeds = [0]
+    for seed in seeds:
+        if not 0 <= seed <= SEED_MAX:
+            late.append(f"seeds: {seed} is out of range; a seed is an integer in [0, 2**32 - 1] "
+                            "(what numpy's and torch's generators both take as is)")
     train = from_mapping(TrainConfig, raw.get("train"), "train", problems) or TrainConfig()
     decode = from_mapping(DecodeConfig, raw.get("decode"), "decode", problems) or DecodeConfig()
 
     datasets = []
     for i, d in enumerate(_list(raw, "datasets", problems)):
-        entry = _parse_dataset(d, f"datasets[{i}]", problems, DATASETS)
+        entry = _parse_dataset(d, f"datasets[{i}]", problems, DATASETS, base_dir=path.parent)
         if entry is not None:
             datasets.append(entry)
     if not raw.get("datasets"):
@@ -257,7 +305,9 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str]) -> Suite | N
     )
 
 
-def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> DatasetEntry | None:
+def _parse_dataset(
+    d: Any, where: str, problems: list[str], registry: Any, base_dir: Path | None = None
+) -> DatasetEntry | None:
     if isinstance(d, str):
         d = {"name": d}
     if not isinstance(d, Mapping) or "name" not in d:
@@ -282,12 +332,14 @@ def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> Da
         else:
             options[k] = v
     check = getattr(builder, "check_options", None)
+    options_ok = not bad_key
     if check is not None and not bad_key:
         # The dataset's own check of types and allowed values, here rather than when the run starts.
         try:
             check(dict(user_options))
         except BenchError as e:
             problems.append(f"{where}.options: {e}")
+            options_ok = False
     splits = tuple(getattr(builder, "splits", ()))
     train_split = str(d.get("train_split", "train"))
     eval_splits = d.get("eval_splits", ["test"])
@@ -299,6 +351,14 @@ def _parse_dataset(d: Any, where: str, problems: list[str], registry: Any) -> Da
     for s in [train_split, *eval_splits]:
         if splits and s not in splits:
             problems.append(f"{where}: unknown split {s!r} of {name}{did_you_mean(str(s), splits)}")
+    resolve = getattr(builder, "resolve_options", None)
+    if resolve is not None and options_ok:
+        # A dataset of files named in the suite (custom): paths relative to the suite's folder,
+        # every file read and checked now, their content hashes into the options (the run key).
+        try:
+            options = resolve(options, base_dir=base_dir or Path.cwd(), splits=[train_split, *eval_splits])
+        except BenchError as e:
+            problems.append(f"{where}.options: {e}")
     sizes = d.get("train_sizes", [None])
     if not isinstance(sizes, list) or not all(s is None or (isinstance(s, int) and s > 0) for s in sizes):
         problems.append(f"{where}.train_sizes: expected a list of positive integers (or null for the full split), got {sizes!r}")
@@ -460,13 +520,16 @@ def _matches(match: Mapping[str, Any], label: str, dataset: str, model: str, siz
     )
 
 
-def expand(suite: Suite) -> list[RunSpec]:
-    """Every run of the suite, fully resolved, in stable order."""
+def expand(suite: Suite, *, deferred: list[str] | None = None) -> list[RunSpec]:
+    """Every run of the suite, fully resolved, in stable order. An override that selects no run
+    is a problem; with ``deferred``, such problems are appended there instead of raised."""
     from bench.models import fingerprint
     from bench.registry import DATASETS, METHODS, METRICS
 
     problems: list[str] = []
     specs: list[RunSpec] = []
+    used = [False] * len(suite.overrides)
+    cells: list[dict[str, Any]] = []  # every (method, dataset, model, train_size) that runs
     for model in suite.models:
         fp = fingerprint(model)
         for d in suite.datasets:
@@ -487,6 +550,7 @@ def expand(suite: Suite) -> list[RunSpec]:
                     eval_filter=d.eval_filter,
                     max_eval_sources=d.max_eval_sources,
                     metrics=dict(d.metrics),
+                    path_options=tuple(getattr(builder, "path_options", ())),
                 )
                 for m in suite.methods:
                     if not m.applies(d.name, model, size, subset if size else 0):
@@ -497,10 +561,13 @@ def expand(suite: Suite) -> list[RunSpec]:
                     decode = merged(suite.decode, d.decode, "decode", problems)
                     decode = merged(decode, m.decode, "decode", problems)
                     base_label = m.label.split("[")[0]
-                    for o in suite.overrides:
+                    cells.append({"method": {base_label, m.label}, "dataset": d.name, "model": model,
+                                  "train_size": size})
+                    for i, o in enumerate(suite.overrides):
                         if _matches(o.get("match") or {}, base_label, d.name, model, size) or _matches(
                             o.get("match") or {}, m.label, d.name, model, size
                         ):
+                            used[i] = True
                             train = merged(train, o.get("train"), "override", problems)
                             decode = merged(decode, o.get("decode"), "override", problems)
                             if o.get("config"):
@@ -523,6 +590,25 @@ def expand(suite: Suite) -> list[RunSpec]:
                                 tolerances=dict(suite.tolerances),
                             )
                         )
-    if problems:
-        raise ConfigError([f"{suite.path}: {p}" for p in problems])
+    unmatched = [f"{suite.path}: {_unmatched(i, o.get('match') or {}, cells)}"
+                 for i, o in enumerate(suite.overrides) if not used[i]]
+    if problems or (unmatched and deferred is None):
+        raise ConfigError(unmatched + [f"{suite.path}: {p}" for p in problems])
+    if deferred is not None:
+        deferred.extend(unmatched)
     return specs
+
+
+def _unmatched(i: int, match: Mapping[str, Any], cells: list[dict[str, Any]]) -> str:
+    """Why ``overrides[i]`` selects no run: the value no run has, or the combination none has."""
+    shown = "{" + ", ".join(f"{k}: {v}" for k, v in match.items()) + "}"
+    head = f"overrides[{i}].match {shown} selects no run, so it would change nothing"
+    for key, value in match.items():
+        have = [c[key] for c in cells]
+        present = set().union(*have) if key == "method" else set(have)
+        if not any(value == v for v in present):  # == : a value may be a list
+            names = ", ".join(sorted("null" if v is None else str(v) for v in present))
+            plural = {"train_size": "train sizes", "dataset": "datasets", "model": "models"}.get(key, "methods")
+            return f"{head}: no run has {key} {value!r} (the suite's {plural}: {names})"
+    return f"{head}: no run has all of these together (check the method's `only:` and the datasets' train_sizes)"
+

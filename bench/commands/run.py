@@ -64,13 +64,19 @@ def select_where(specs: list, where: list[str]) -> list:
     return specs
 
 
-def _expand(suite: Path) -> tuple[str, list[str], list]:
-    """Load and validate the suite, expand it, and remember the expansion for the next rerun."""
+def _expand(suite: Path, data_dir: str | None) -> tuple[str, list[str], list]:
+    """Load and validate the suite (its models and data too), expand it, and remember the
+    expansion for the next rerun."""
     from bench import expansion_cache
-    from bench.suite import expand, load_suite
+    from bench.checks import validate_suite
+    from bench.datasets.paths import resolve_data_dir
 
-    s = load_suite(suite)
-    specs = expand(s)
+    warnings: list[str] = []
+    try:
+        s, specs = validate_suite(suite, data_dir=resolve_data_dir(data_dir), warnings=warnings)
+    finally:
+        for w in warnings:
+            print(f"bench: warning: {w}", file=sys.stderr)
     expansion_cache.save(suite, s.name, list(s.models), specs)
     return s.name, list(s.models), specs
 
@@ -133,7 +139,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
         name, models, specs = cached
         specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
     if cached is None or todo:
-        name, models, specs = _expand(suite)
+        name, models, specs = _expand(suite, data_dir)
         specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
 
     def report(o: RunOutcome) -> None:

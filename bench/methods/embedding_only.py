@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
+from bench.methods._arch import SUPPORTED
 from bench.methods._positions import install_position_hook
 from bench.methods._prefix_attention import Site, capturing, install, roles_of
 from bench.methods.base import freeze
@@ -132,6 +133,7 @@ class EmbeddingOnlyTuning:
     name: ClassVar[str] = "embedding_only"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = EmbeddingOnlyConfig
+    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
 
     def apply(
         self, model: nn.Module, tokenizer: Any, config: EmbeddingOnlyConfig

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import arch_of
+from bench.methods._arch import SUPPORTED, arch_of
 from bench.methods.base import WrappedModel, freeze
 from bench.registry import METHODS
 
@@ -84,6 +84,7 @@ class LoraTuning:
     name: ClassVar[str] = "lora"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = LoraConfig
+    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
 
     def apply(self, model: nn.Module, tokenizer: Any, config: LoraConfig) -> LoraModel:
         from peft import LoraConfig as PeftLoraConfig

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import arch_of
+from bench.methods._arch import SUPPORTED, arch_of
 from bench.methods._positions import Shift, install_position_hook, shifting
 from bench.methods._prefix_attention import (
     PrefixKV,
@@ -408,6 +408,7 @@ class PrefixTuning:
     name: ClassVar[str] = "prefix"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = PrefixConfig
+    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
 
     def apply(self, model: nn.Module, tokenizer: Any, config: PrefixConfig) -> PrefixModel:
         decoder_only = not model.config.is_encoder_decoder
