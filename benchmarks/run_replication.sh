@@ -37,8 +37,12 @@ step --where subset=0 dataset=e2e train_size=500 --only emb_10_lr3e-3  # embeddi
 step --where subset=1 dataset=e2e train_size=500 --only prefix finetune
 step --where subset=2 dataset=e2e train_size=500 --only prefix finetune
 # Issue #22, in its order of priority: WebNLG Table 2 (claims 1 and 3; prefix and fine-tuning
-# first, as claim 3 needs only those two), then E2E Table 2.
+# first, as claim 3 needs only those two), then E2E Table 2, Figure 5, Figure 4.
 step --where dataset=webnlg --only prefix_0.1pct finetune
 step --where dataset=webnlg --only adapter_0.1pct ft_top2 adapter_3pct
 step --where dataset=e2e train_size=500 subset=0 --only prefix_0.1pct adapter_0.1pct ft_top2 adapter_3pct
+# Figure 5 (initialization, 100 examples), then Figure 4 (prefix length, 500 examples).
+step --where dataset=e2e train_size=100 --only prefix_random
+step --where dataset=e2e train_size=100 subset=0 --only prefix_summarize prefix_elephant
+step --where dataset=e2e train_size=500 subset=0 --only prefix_5 prefix_20 prefix_1 prefix_40
 echo "== $(date -u +%FT%TZ) done" >&2
