@@ -21,6 +21,7 @@ import inspect
 import json
 import math
 import os
+import pickle
 import random
 import resource
 import sys
@@ -43,7 +44,7 @@ from bench.formatting import IGNORE, Encoded, collate_train, encode, sequence_lo
 from bench.interfaces import Example
 
 DATA_ORDER_SALT = 0xB5  # the batch order is numpy.random.default_rng([seed, DATA_ORDER_SALT])
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: tensors and plain values only (RNG states as tensors), read with weights_only=True
 GROUP_MEGABATCH = 50  # batches per length-sorted group with train.group_by_length (as HF's Trainer)
 AMP_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -337,6 +338,7 @@ def train(
         ck, why = _read_checkpoint(checkpoint_path, fingerprint)
         if ck is None:
             result.discarded_checkpoint = why
+            print(f"bench: warning: {checkpoint_path}: {why}", file=sys.stderr)  # one line; the run goes on
         else:
             with torch.no_grad():
                 named = dict(tuned.trainable_parameters())
@@ -447,11 +449,17 @@ def _order_digest(order: Sequence[Sequence[int]]) -> str:
 
 
 def _rng_states() -> dict[str, Any]:
+    """The global generators' states as tensors and plain values, so that the checkpoint loads
+    with ``weights_only=True`` (a pickled numpy array would need the unsafe unpickler)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "numpy": np.random.get_state(),
-        "python": random.getstate(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+        "python": {"version": int(version), "state": torch.tensor(internal, dtype=torch.int64),
+                   "gauss_next": gauss_next},
     }
 
 
@@ -459,17 +467,27 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if states.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    np.random.set_state(states["numpy"])
-    random.setstate(states["python"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(int(x) for x in py["state"].tolist()), py["gauss_next"]))
 
 
 def _read_checkpoint(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """The checkpoint if it belongs to this very training run, else (None, why not)."""
     try:
-        # Our own file (pickled RNG states need weights_only=False); never a downloaded one.
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors and plain values only: a results folder may be on shared storage, and a planted
+        # pickle would run its code in every process that resumes from it.
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" not in str(e):  # not a pickle at all, or a damaged one
+            return None, "unreadable checkpoint (UnpicklingError: not a tensors-only checkpoint file)"
+        return None, ("checkpoint refused: it holds more than tensors and plain values, so weights_only=True "
+                      "will not load it (an older checkpoint format, or a file bench did not write); "
+                      "training restarts from step 0")
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint means: start over
-        return None, f"unreadable checkpoint ({type(e).__name__}: {str(e)[:120]})"
+        return None, f"unreadable checkpoint ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]})"
     if not isinstance(ck, dict) or ck.get("fingerprint") != fingerprint:
         # Same train_key but another data order or parameter set: the code changed under a
         # VERSION that was not bumped. Training from step 0 is the only honest resumption.

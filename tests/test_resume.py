@@ -255,3 +255,38 @@ def test_patience_is_keyed_only_when_set_and_needs_early_stopping():
     assert TrainConfig(max_steps=5, early_stopping=True, patience=3).identity()["patience"] == 3
     assert any("early_stopping" in p for p in TrainConfig(max_steps=5, patience=3).check())
     assert any("patience must be >= 1" in p for p in TrainConfig(early_stopping=True, patience=0).check())
+
+
+class _Planted:
+    """A pickle that runs code when unpickled: what weights_only=False would execute."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_checkpoint_loads_tensors_only_and_refuses_a_planted_pickle(tiny, examples, tmp_path, monkeypatch, capsys):
+    """Checkpoints hold tensors and plain values (weights_only=True loads them); a pickle that
+    would run code is refused with one line and training restarts from step 0, bitwise as
+    an uninterrupted run."""
+    cfg = dataclasses.replace(CFG, checkpoint_every=2)
+    ckpt = tmp_path / "checkpoint.pt"
+    monkeypatch.setenv("BENCH_FAULT", "error@train_step:3")
+    with pytest.raises(RuntimeError):
+        _train(tiny, _tuned(tiny, "full", {}), examples, cfg, ckpt)
+    monkeypatch.delenv("BENCH_FAULT")
+    state = torch.load(ckpt, weights_only=True)  # the format itself needs no unpickler of code
+    assert state["fingerprint"]["format"] == 3 and isinstance(state["rng"]["numpy"]["keys"], torch.Tensor)
+
+    marker = tmp_path / "pwned"
+    torch.save({"fingerprint": state["fingerprint"], "payload": _Planted(marker)}, ckpt)
+    ref = _train(tiny, _tuned(tiny, "full", {}), examples, CFG, None)
+    capsys.readouterr()
+    out = _train(tiny, _tuned(tiny, "full", {}), examples, cfg, ckpt)
+    assert not marker.exists()
+    assert out.resumed_from is None and out.losses == ref.losses
+    assert out.discarded_checkpoint.startswith("checkpoint refused")
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("bench: warning:")]
+    assert len(lines) == 1 and "checkpoint refused" in lines[0] and "step 0" in lines[0]
