@@ -31,6 +31,12 @@ def test_replication_grid_is_the_papers_low_data_protocol() -> None:
     for label in table2:
         assert cells[(label, "webnlg", 500)] == 1
         assert cells[(label, "e2e", 500)] == (3 if label == "finetune" else 1)
+    # Figure 4: lengths 1/5/20/40 at the Table 5 cell; Figure 5: random init on claim 2's three
+    # subsets at 100 examples, two real words on subset 0
+    for label in ("prefix_1", "prefix_5", "prefix_20", "prefix_40"):
+        assert cells[(label, "e2e", 500)] == 1 and sum(v for k, v in cells.items() if k[0] == label) == 1
+    assert cells[("prefix_random", "e2e", 100)] == 3
+    assert cells[("prefix_summarize", "e2e", 100)] == 1 and cells[("prefix_elephant", "e2e", 100)] == 1
     steps = {(s.method_label, s.data.train_size): s.train.max_steps for s in specs if s.data.name == "e2e"}
     assert [steps[("prefix", n)] for n in (50, 100, 200, 500)] == [200, 200, 200, 400]
     assert [steps[("finetune", n)] for n in (50, 100, 200, 500)] == [100, 100, 200, 400]
@@ -67,7 +73,8 @@ def test_only_rejects_unknown_keys(tmp_path: Path) -> None:
 def test_where_selects_cells_and_names_bad_keys() -> None:
     specs = expand(load_suite(SUITE))
     first = select_where(specs, ["subset=0", "train_size=50,100", "dataset=e2e"])
-    assert Counter(s.method_label for s in first) == {"prefix": 2, "finetune": 2}
+    assert Counter(s.method_label for s in first) == {"prefix": 2, "finetune": 2, "prefix_random": 1,
+                                                     "prefix_summarize": 1, "prefix_elephant": 1}
     assert select_where(specs, ["seed=1"]) == []
     with pytest.raises(BenchError, match="unknown key 'subsets'.*subset"):
         select_where(specs, ["subsets=0"])

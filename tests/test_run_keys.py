@@ -31,6 +31,10 @@ ADDED_CELLS = {"suites/replication_cpu.yaml": {
     *{(label, ds, 500, 0, 0) for label in ("prefix_0.1pct", "ft_top2", "adapter_3pct", "adapter_0.1pct")
       for ds in ("e2e", "webnlg")},
     ("finetune", "webnlg", 500, 0, 0),
+    # issue #22's Figure 4 (prefix length) and Figure 5 (initialization) rows
+    *{(f"prefix_{n}", "e2e", 500, 0, 0) for n in (1, 5, 20, 40)},
+    *{("prefix_random", "e2e", 100, s, 0) for s in range(3)},
+    ("prefix_summarize", "e2e", 100, 0, 0), ("prefix_elephant", "e2e", 100, 0, 0),
 }}
 # Cells of the golden suites taken out before they ever ran: issue #22 replaced the WebNLG
 # seen-to-unseen pair (scored on U only) by Table 2 runs scored on S, U and A.
