@@ -119,3 +119,46 @@ def test_claim5_named_as_not_testable_beside_table_to_text(tmp_path: Path, monke
     text = _report(tmp_path)
     assert "### Claim 5 — summarization: not testable here" in text
     assert "no xsum/bbc-summary-data" in text and "BART-large" in text
+
+
+def _prefix_run(results: Path, label: str, quality: str, *, size: int, subset: int = 0, init: str = "random",
+                length: int | None = None, stored: int = 60) -> str:
+    config = {"init": init, **({"length": length} if length else {})}
+    key = write_run(results, suite="figs", label=label, method="prefix", model="smollm2-135m", train_size=size,
+                    subset=subset, config=config, scores={("test", "all", "bleu"): 0.6 if quality == "good" else 0.3}, columns={"bleu": E2E["bleu"]},
+                    params=(1000, stored, 1_000_000))
+    _predictions(store.run_dir(results, key), _hyps(quality, subset * 10 + len(label)))
+    return key
+
+
+def test_figure4_verdict_and_panel(tmp_path: Path) -> None:
+    for n in (1, 5, 10, 20, 40):
+        _prefix_run(tmp_path / "peak", f"prefix_{n}", "good" if n == 10 else "bad", size=500, length=n, stored=n)
+    rs = collect_all(results=tmp_path / "peak")[0]
+    report = claims_report(rs.scores, rs.runs, rs.missing)
+    text = "\n".join(report.lines)
+    assert "### Figure 4 — prefix length (E2E test, 500 training examples, subset 0, seed 0)" in text
+    assert "**Verdict: reproduced — best length 10 of 1, 5, 10, 20, 40" in text
+    assert [f.stem for f in report.figures] == ["claim_fig4_e2e_test"]
+    # monotone: the longest prefix wins
+    for n in (1, 5, 10, 20, 40):
+        _prefix_run(tmp_path / "mono", f"prefix_{n}", "good" if n == 40 else "bad", size=500, length=n, stored=n)
+    rs = collect_all(results=tmp_path / "mono")[0]
+    assert "**Verdict: not reproduced — best length 40" in "\n".join(claims_report(rs.scores, rs.runs, rs.missing).lines)
+
+
+def test_figure5_words_against_random_at_equal_length(tmp_path: Path) -> None:
+    for subset in range(3):
+        _prefix_run(tmp_path, "prefix", "good", size=100, subset=subset, init="table-to-text:", stored=69)
+        _prefix_run(tmp_path, "prefix_random", "bad", size=100, subset=subset, length=6, stored=69)
+    _prefix_run(tmp_path, "prefix_elephant", "good", size=100, init="elephant", stored=23)
+    _prefix_run(tmp_path, "prefix_10", "good", size=100, length=10, stored=115)  # another length: not "random" here
+    rs = collect_all(results=tmp_path)[0]
+    report = claims_report(rs.scores, rs.runs, rs.missing)
+    text = "\n".join(report.lines)
+    assert "### Figure 5 — prefix initialization (E2E test, 100 training examples)" in text
+    rows = [line for line in text.splitlines() if line.startswith(("| random", "| elephant"))]
+    assert rows[0].startswith("| random | 69 | 0, 1, 2 |")  # the length-10 random run is left out
+    assert rows[1].startswith("| elephant | 23 | 0 |")
+    assert "**Verdict (\"table-to-text:\" vs random): reproduced — real words ahead of random" in text
+    assert "over 3 subset(s)" in text and "claim_fig5_e2e_test" in [f.stem for f in report.figures]

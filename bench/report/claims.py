@@ -528,10 +528,12 @@ def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFram
         return ClaimReport([], [])
     # imported here: these modules build on this one's statistics
     from bench.report.claim_cost import claim6
+    from bench.report.claim_figures import claim_fig4, claim_fig5
     from bench.report.claim_table2 import claim1, claim3_seen_unseen
 
     parts = [ClaimReport(claim1(scores, runs, missing), []), claim2(scores, runs, missing),
-             claim3(scores, runs), ClaimReport(claim3_seen_unseen(scores, runs), []), claim4(scores, runs)]
+             claim3(scores, runs), ClaimReport(claim3_seen_unseen(scores, runs), []), claim4(scores, runs),
+             claim_fig4(scores, runs), claim_fig5(scores, runs)]
     parts.append(ClaimReport(claim6(runs), []))
     if any(p.lines for p in parts):  # claim 5's "not testable" only beside claims that are tested
         parts.append(ClaimReport(claim5_not_testable(scores), []))
