@@ -11,6 +11,7 @@ from bench.metrics import (  # noqa: F401  (one module per component)
     mteval,
     multibleu,
     rouge_score_metric,
+    sacrebleu_bleu,
     ter,
     webnlg_dart,
 )

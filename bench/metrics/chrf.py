@@ -1,4 +1,5 @@
-"""chrF++ (Popović, WMT 2017: "chrF++: words helping character n-grams") through sacrebleu.
+"""chrF++ (Popović, WMT 2017: "chrF++: words helping character n-grams") and chrF (Popović,
+WMT 2015) through sacrebleu.
 
 sacrebleu's ``CHRF(word_order=2)`` defaults: character n-grams up to 6, word n-grams up to
 2, beta 2, whitespace ignored, case kept, effective-order averaging (no eps smoothing). With
@@ -6,6 +7,8 @@ several references, each segment keeps the statistics of its best reference (hig
 sentence-level chrF), as sacrebleu does. Per-example statistics are sacrebleu's own
 [hyp, ref, match] counts for each of the 8 n-gram orders (24 numbers), so the corpus score
 is chrF of their sum, exactly ``CHRF.corpus_score``. Scale 0-100.
+
+``chrf`` is the same with no word n-grams (``CHRF()``, sacrebleu's default chrF): 18 numbers.
 """
 
 from __future__ import annotations
@@ -31,16 +34,19 @@ class ChrFPlusPlus:
     VERSION: ClassVar[str] = "1"
     higher_is_better: ClassVar[bool] = True
 
+    word_order: ClassVar[int] = WORD_ORDER
+
     def __init__(self) -> None:
         from sacrebleu.metrics import CHRF
 
-        self._chrf = CHRF(char_order=CHAR_ORDER, word_order=WORD_ORDER, beta=BETA)
+        self._chrf = CHRF(char_order=CHAR_ORDER, word_order=self.word_order, beta=BETA)
 
     def signature(self) -> str:
         import sacrebleu
 
+        plus = "+" * self.word_order
         return (
-            f"chrF{BETA}++|nc:{CHAR_ORDER}|nw:{WORD_ORDER}|space:no|case:mixed|eps:no"
+            f"chrF{BETA}{plus}|nc:{CHAR_ORDER}|nw:{self.word_order}|space:no|case:mixed|eps:no"
             f"|nrefs:all(best)|impl:sacrebleu-{sacrebleu.__version__}|scale:100"
             f"|version:{self.VERSION}"
         )
@@ -50,7 +56,7 @@ class ChrFPlusPlus:
             raise BenchError(
                 f"{self.name}: {len(hypotheses)} hypotheses but {len(references)} reference groups"
             )
-        n_cols = 3 * (CHAR_ORDER + WORD_ORDER)
+        n_cols = 3 * (CHAR_ORDER + self.word_order)
         if not hypotheses:
             return np.zeros((0, n_cols))
         for i, refs in enumerate(references):
@@ -71,5 +77,13 @@ class ChrFPlusPlus:
         return float(self._chrf._compute_f_score([int(x) for x in sums]))
 
     def aggregate_sums(self, sums: np.ndarray, n: int) -> np.ndarray:
-        """Scores from row sums [B, 24] (bootstrap fast path)."""
+        """Scores from row sums [B, 3 x orders] (bootstrap fast path)."""
         return np.array([self._chrf._compute_f_score([int(x) for x in row]) for row in sums])
+
+
+@METRICS.register("chrf")
+class ChrF(ChrFPlusPlus):
+    """chrF (0-100): character n-grams only, sacrebleu's default; every reference."""
+
+    name = "chrf"
+    word_order = 0

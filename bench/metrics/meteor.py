@@ -18,7 +18,8 @@ command line is kept alive per bench process (``_POOL``), started lazily and clo
 
 ``E2EMeteor`` ("e2e_meteor") is METEOR as tuetschek/e2e-metrics computes it: through the
 MS-COCO caption pipeline, i.e. on PTB-tokenized, lowercased text with punctuation tokens
-removed (``bench.metrics.coco_tokenizer``), references grouped per MR.
+removed (``bench.metrics.coco_tokenizer``), references grouped per MR. ``Meteor`` ("meteor")
+is the jar on the text as given, for data of one's own (``custom`` datasets).
 """
 
 from __future__ import annotations
@@ -425,3 +426,21 @@ class E2EMeteor(SummableMeteorMetric):
 
         hyps, refs = tokenize_corpus(hypotheses, references, self.tokenizer)
         return summable(self.scorer.segment_stats(hyps, refs))
+
+
+@METRICS.register("meteor")
+class Meteor(SummableMeteorMetric):
+    """METEOR 1.5 ``-l en -norm`` on the text as given, every reference; 0-1 scale.
+
+    For data of your own (``custom`` datasets): no dataset-specific tokenization before the
+    jar, whose ``-norm`` tokenizes, lowercases and normalizes punctuation itself.
+    """
+
+    name: ClassVar[str] = "meteor"
+    VERSION: ClassVar[str] = "1"
+
+    def __init__(self) -> None:
+        super().__init__(MeteorScorer(language="en", normalize=True))
+
+    def signature(self) -> str:
+        return f"meteor|{self.scorer.signature()}|nrefs:all|tok:none|scale:1|version:{self.VERSION}"
