@@ -29,7 +29,14 @@ from bench.report.claims import (
     fmt_delta,
     mean_std_ci,
 )
-from bench.report.figures import PAPER_FIG4, PAPER_FIG5, ReportFigure, init_figure, length_figure
+from bench.report.figures import (
+    PAPER_FIG4,
+    PAPER_FIG5,
+    ReportFigure,
+    _without_key,
+    init_figure,
+    length_figure,
+)
 from bench.report.tables import dataset_name, md_table, primary_group, primary_metric
 
 LENGTH_LABEL = re.compile(r"^prefix_(\d+)$")
@@ -167,6 +174,8 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
                   ("Rule: reproduced when the paired 95% interval of real-word − random (pooled over the subsets both "
                    "ran) lies above 0, not reproduced when below, inconclusive when it holds 0. Other words: "
                    "shown, on the subsets they ran."), ""]
+        if sel["row_label"].map(lambda s: _without_key(str(s), "init")).nunique() == 1:
+            continue  # one swept row: bench.report.figures already draws this panel
         series = pd.DataFrame([{"label": "prefix", "init": i, "values": list(sel[sel["init"] == i]["value"] * scale)}
                                for i in inits])
         fig = init_figure(series, metric_label=ref.display_name(metric),
