@@ -7,7 +7,8 @@ stores the expansion under ``$BENCH_CACHE/expansions/<key>.json`` and reads it b
 nothing it depends on changed. The key covers the suite file's bytes, the working directory
 (suites may name local model folders), the schema version and a digest of every file of the
 ``bench`` package (a VERSION or a default changed in code changes the key); the models'
-fingerprints are recomputed on every read (torch-free) and must match. A read also checks
+fingerprints are recomputed on every read (torch-free) and must match, as must the content hashes
+of the data files a suite names (the ``custom`` dataset). A read also checks
 that every spec rebuilt from JSON gives back its stored keys. Anything unexpected means: no
 cache, expand as usual.
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from bench import SCHEMA_VERSION
 from bench.config import DataSpec, DecodeConfig, RunSpec, TrainConfig
-from bench.identity import digest
+from bench.identity import content_digest, digest
 
 FORMAT = 1
 PACKAGE = Path(__file__).resolve().parent
@@ -64,11 +65,24 @@ def spec_from_json(d: Mapping[str, Any]) -> RunSpec:
     """The RunSpec that ``RunSpec.to_json`` wrote (keys checked by the caller)."""
     data = dict(d["data"])
     data["eval_splits"] = tuple(data["eval_splits"])
+    data["path_options"] = tuple(data.get("path_options", ()))
     for name in ("train_filter", "eval_filter"):
         data[name] = {k: tuple(v) for k, v in data[name].items()}
     fields = {k: v for k, v in d.items() if k not in ("train_key", "decode_key", "score_key")}
     return RunSpec(**fields | {"data": DataSpec(**data), "train": TrainConfig(**d["train"]),
                                "decode": DecodeConfig(**d["decode"])})
+
+
+def _data_files_unchanged(spec: RunSpec) -> bool:
+    """Whether the files a spec's dataset names (``path_options``) still have the content hashes
+    recorded in its ``fingerprint`` option (a custom dataset's files; torch-free)."""
+    d = spec.data
+    prints = d.options.get("fingerprint") or {}
+    for name in d.path_options:
+        path = d.options.get(name)
+        if path and prints.get(name) != content_digest(Path(path).read_bytes()):
+            return False
+    return True
 
 
 def load(suite: Path) -> tuple[str, list[str], list[RunSpec]] | None:
@@ -90,6 +104,8 @@ def load(suite: Path) -> tuple[str, list[str], list[RunSpec]] | None:
             spec = spec_from_json(d)
             if (spec.train_key, spec.decode_key, spec.score_key) != (d["train_key"], d["decode_key"], d["score_key"]):
                 return None
+            if not _data_files_unchanged(spec):
+                return None  # a data file named in the suite changed: its hash enters the keys
             specs.append(spec)
         return str(stored["name"]), list(models), specs
     except (OSError, ValueError, KeyError, TypeError):

@@ -37,3 +37,8 @@ def canonical_json(obj: Any) -> str:
 
 def digest(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()[:KEY_CHARS]
+
+
+def content_digest(data: bytes) -> str:
+    """``sha256:<16 hex>`` of a data file's bytes: its fingerprint in a run key."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:KEY_CHARS]

@@ -53,7 +53,7 @@ def _data_dir(flag: str | Path | None) -> Path | None:
 def subset_key(spec: RunSpec) -> str:
     """The string the low-data subset draw is seeded from (with the size and subset index)."""
     d = spec.data
-    options = json.dumps(dict(d.options), sort_keys=True)
+    options = json.dumps({k: v for k, v in d.options.items() if k not in d.path_options}, sort_keys=True)
     filt = json.dumps({k: list(v) for k, v in d.train_filter.items()}, sort_keys=True)
     return f"{d.name}:{d.version}:{options}:{filt}"
 

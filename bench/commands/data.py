@@ -23,7 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = data_sub.add_parser(
         "describe", help="per split: examples, unique sources, refs per source, mean token lengths"
     )
-    d.add_argument("name", help="dataset name (see `bench data ls`)")
+    d.add_argument(
+        "name",
+        help="dataset name (see `bench data ls`), or a suite file: each of its datasets with the "
+        "suite's options (a custom dataset's files)",
+    )
     d.add_argument("--split", default=None, help="one split only (default: all)")
     d.add_argument(
         "--tokenizer",
@@ -89,19 +93,26 @@ def handle_describe(args: argparse.Namespace) -> int:
     # Every cheap check before the tokenizer load, which takes seconds for a real model.
     data_dir = resolve_data_dir(args.data_dir)
     options = parse_options(args.option)
-    DATASETS.get(args.name)
+    targets = suite_datasets(args.name, options) if args.name.endswith((".yaml", ".yml")) else None
+    if targets is None:
+        targets = [(args.name, options, args.name + (f" ({', '.join(args.option)})" if args.option else ""))]
+    for name, opts, _ in targets:
+        check = getattr(DATASETS.get(name), "check_options", None)
+        if check is not None:
+            check(opts)
     tokenizer = args.tokenizer or DEFAULT_TOKENIZER
     print(f"loading the tokenizer of {tokenizer} ...", file=sys.stderr)
-    df = describe(
-        args.name,
-        split=args.split,
-        tokenizer=tokenizer,
-        data_dir=data_dir,
-        options=options,
-        progress=True,
-    )
-    print(f"{args.name}" + (f" ({', '.join(args.option)})" if args.option else ""))
-    print(format_describe(df))
+    for i, (name, opts, title) in enumerate(targets):
+        df = describe(
+            name,
+            split=args.split,
+            tokenizer=tokenizer,
+            data_dir=data_dir,
+            options=opts,
+            progress=True,
+        )
+        print(("\n" if i else "") + title)
+        print(format_describe(df))
     note = (
         f"\nlengths: mean tokens of {tokenizer}'s tokenizer over examples, ' ' + text, no specials"
     )
@@ -111,6 +122,24 @@ def handle_describe(args: argparse.Namespace) -> int:
             "tokenizer needs the hub; choose another with --tokenizer)"
         )
     print(note)
-    if args.name in PAPER_TABLE1:
-        print(PAPER_TABLE1[args.name])
+    for name in dict.fromkeys(t[0] for t in targets):
+        if name in PAPER_TABLE1:
+            print(PAPER_TABLE1[name])
     return 0
+
+
+def suite_datasets(path: str, options: dict[str, Any]) -> list[tuple[str, dict[str, Any], str]]:
+    """(dataset, options, title) of each dataset entry of a suite file, with the suite's options
+    (a custom dataset's paths resolved from the suite's folder); ``-o`` is refused beside it."""
+    from bench.suite import load_suite
+
+    if options:
+        raise BenchError("--option: a suite file sets its datasets' options; edit the suite instead")
+    suite = load_suite(path)
+    out, seen = [], set()
+    for i, d in enumerate(suite.datasets):
+        ident = (d.name, repr(sorted(d.options.items())))
+        if ident not in seen:
+            seen.add(ident)
+            out.append((d.name, dict(d.options), f"{d.name} ({path}, datasets[{i}])"))
+    return out
