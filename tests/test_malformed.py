@@ -250,6 +250,34 @@ DATA_FILES = [
 ]
 
 
+def _custom_file(name: str, content: bytes, *options: str) -> Callable[[Path], list]:
+    """A file of one's own (the ``custom`` dataset) holding ``content``, described as its train split."""
+    def make(tmp: Path) -> list:
+        p = tmp / name
+        p.write_bytes(content)
+        opts = [x for o in ("source=data", "target=text", *options) for x in ("-o", o)]
+        return ["data", "describe", "custom", "--split", "train", "--tokenizer", "tiny-gpt2", "-o", f"train={p}", *opts]
+    return make
+
+
+_ROW1 = b'{"data": "a", "text": "x"}\n'
+CUSTOM_FILES = [  # issue 25: file, row and problem in the one line
+    Case("custom-missing-field", _custom_file("mine.jsonl", _ROW1 + b'{"data": "b"}\n'),
+         ("mine.jsonl, line 2", "no field 'text'")),
+    Case("custom-empty-target", _custom_file("mine.jsonl", _ROW1 + b'{"data": "b", "text": ""}\n'),
+         ("mine.jsonl, line 2", "empty target")),
+    Case("custom-wrong-type", _custom_file("mine.jsonl", _ROW1 + b'{"data": "b", "text": ["y"]}\n'),
+         ("mine.jsonl, line 2", "'text'", "a list", "expected text")),
+    Case("custom-not-utf8", _custom_file("mine.csv", b"data,text\na,x\ncaf\xe9,y\n"),
+         ("mine.csv, line 3", "UTF-8")),
+    Case("custom-csv-missing-column", _custom_file("mine.csv", b"data,txt\na,x\n"),
+         ("mine.csv", "no field 'text'", 'did you mean "txt"')),
+    Case("custom-parquet-garbage", _custom_file("mine.parquet", b"PAR1 nope"), ("mine.parquet", "parquet")),
+    Case("custom-no-file-given", lambda t: ["data", "describe", "custom", "--split", "dev", "-o", "source=data"],
+         ("custom", "no data", "option hf")),
+]
+
+
 FLAGS = [
     Case("jobs-zero", lambda t: ["run", _tiny(t), "--jobs", "0", "--results", t / "r"], ("--jobs",)),
     Case("where-no-equals", lambda t: ["run", _tiny(t), "--where", "subset", "--results", t / "r"], ("--where",)),
@@ -283,7 +311,7 @@ def _a_file(tmp: Path) -> Path:
     return p
 
 
-TABLE = SUITES + HYPOTHESES + DATA_FILES + FLAGS
+TABLE = SUITES + HYPOTHESES + DATA_FILES + CUSTOM_FILES + FLAGS
 NEEDS_DATA = {c.id for c in HYPOTHESES + DATA_FILES}
 
 
