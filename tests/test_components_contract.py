@@ -140,6 +140,14 @@ def _write_xsum(root: Path) -> Path:
 # Datasets whose shared data cannot be loaded here (XSum: no documents) get a written fixture.
 WRITTEN = {"xsum": _write_xsum}
 SMALL_OPTIONS = {"synthetic_e2e": {"n_train_mrs": 6, "n_dev_mrs": 3, "n_test_mrs": 4}}
+# Datasets of one's own read the files their options name: the example committed under tests/data.
+_CUSTOM = {"dev": str(Path(__file__).parent / "data" / "custom_d2t" / "dev.jsonl"), "source": "data", "target": "text",
+           "id": "id", "fields": ["category"]}
+SMALL_OPTIONS |= {"custom": _CUSTOM, "custom_summarization": _CUSTOM}
+# Options whose every string is valid on its own (a path, a field name, a hub id): a value of the
+# wrong type is their invalid value.
+_CUSTOM_FREE = ("train", "dev", "test", "hf", "hf_config", "hf_revision", "source", "target", "references", "id")
+FREE_TEXT_OPTIONS = {"custom": _CUSTOM_FREE, "custom_summarization": _CUSTOM_FREE}
 
 
 def _small_split(name: str, tmp_path: Path) -> tuple[str, list[Example]]:
@@ -192,6 +200,7 @@ def test_dataset_bad_options_fail_with_one_line(name: str) -> None:
         builder.check_options({"no_such_option": 1})
     assert "no_such_option" in str(e.value) and "\n" not in str(e.value)
     for option in builder.options:
+        bad = 12345 if option in FREE_TEXT_OPTIONS.get(name, ()) else "not-a-valid-value"
         with pytest.raises(BenchError) as e:
-            builder.check_options({option: "not-a-valid-value"})
+            builder.check_options({option: bad})
         assert option in str(e.value) and "\n" not in str(e.value)

@@ -52,6 +52,8 @@ from bench.interfaces import Example
 from bench.registry import DATASETS
 
 SPLITS = ("train", "dev", "test")
+NO_DATA = ("custom: no data: give a file per split (options train, dev, test) or a Hugging Face dataset id "
+           "(option hf)")
 FORMATS: Mapping[str, str] = {
     ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv",
     ".parquet": "parquet",
@@ -94,9 +96,6 @@ def check_options(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> di
             f"custom: options {', '.join(files)} and 'hf' both given; read the splits from files or from "
             "a Hugging Face dataset, not both"
         )
-    if not opts["hf"] and not files:
-        raise BenchError("custom: no data: give a file per split (options train, dev, test) or a "
-                         "Hugging Face dataset id (option hf)")
     for key in ("hf_config", "hf_revision"):
         if opts[key] is not None and not isinstance(opts[key], str):
             raise BenchError(f"custom: option {key!r}: expected a string, got {opts[key]!r}")
@@ -441,6 +440,8 @@ class Custom:
         opts = cls.check_options(options)
         if opts["hf"]:
             return opts  # read when a run starts: validation never touches the network
+        if all(opts[s] is None for s in SPLITS):
+            raise BenchError(NO_DATA)
         for s in dict.fromkeys(splits):
             if opts.get(s) is None:
                 raise BenchError(f"custom: the suite uses split {s!r} but option {s!r} names no file")
@@ -476,6 +477,8 @@ class Custom:
         opts = self.check_options(options)
         if opts["hf"]:
             return to_examples(split, hub_rows(opts, split), opts)
+        if all(opts[s] is None for s in SPLITS):
+            raise BenchError(NO_DATA)  # an option mistake, the same for every split
         if opts[split] is None:
             raise DataError(f"custom: no file for split {split!r} (option {split!r})")
         path = Path(opts[split]).expanduser()
