@@ -81,7 +81,7 @@ def claim_gpu(ids: Sequence[str], lock_dir: Path | None = None, poll_s: float = 
 
 
 def _worker(spec: RunSpec, results: str, data_dir: str | None, force: bool, retry_failed: bool,
-            threads: int | None) -> RunOutcome:
+            threads: int | None, log_to: tuple[str, ...] = ()) -> RunOutcome:
     """One run inside a worker process (loky or Dask): its threads, its GPU, then run_one."""
     import torch
 
@@ -91,7 +91,7 @@ def _worker(spec: RunSpec, results: str, data_dir: str | None, force: bool, retr
         if gpu is not None:
             torch.cuda.set_device(gpu)
         return run_one(spec, results=Path(results), data_dir=data_dir, force=force, retry_failed=retry_failed,
-                       progress=False)
+                       progress=False, log_to=log_to)
 
 
 # ----------------------------------------------------------------------------- backends
@@ -101,7 +101,7 @@ Dispatch = Callable[[Sequence[RunSpec], bool], Iterator[RunOutcome]]
 
 @contextlib.contextmanager
 def _backend(backend: str, jobs: int, scheduler: str | None, *, results: Path, data_dir: str | None,
-             retry_failed: bool, progress: bool) -> Iterator[Dispatch]:
+             retry_failed: bool, progress: bool, log_to: tuple[str, ...] = ()) -> Iterator[Dispatch]:
     """A function running a batch of specs on the chosen backend, yielding outcomes as they end."""
     if backend not in ("local", "dask"):
         raise BenchError(f"unknown backend {backend!r} (valid: local, dask)")
@@ -117,7 +117,7 @@ def _backend(backend: str, jobs: int, scheduler: str | None, *, results: Path, d
 
                         torch.cuda.set_device(gpu)
                     yield run_one(s, results=results, data_dir=data_dir, force=force, retry_failed=retry_failed,
-                                  progress=progress)
+                                  progress=progress, log_to=log_to)
 
         yield sequential
         return
@@ -139,7 +139,7 @@ def _backend(backend: str, jobs: int, scheduler: str | None, *, results: Path, d
 
         def loky(specs: Sequence[RunSpec], force: bool) -> Iterator[RunOutcome]:
             par = joblib.Parallel(n_jobs=jobs, backend="loky", batch_size=1, return_as="generator_unordered")
-            yield from par(joblib.delayed(_worker)(s, results_abs, data_abs, force, retry_failed, threads)
+            yield from par(joblib.delayed(_worker)(s, results_abs, data_abs, force, retry_failed, threads, log_to)
                            for s in specs)
 
         yield loky
@@ -153,8 +153,8 @@ def _backend(backend: str, jobs: int, scheduler: str | None, *, results: Path, d
         def dask(specs: Sequence[RunSpec], force: bool) -> Iterator[RunOutcome]:
             with joblib.parallel_backend("dask", client=client):
                 par = joblib.Parallel(n_jobs=-1, batch_size=1, return_as="generator_unordered")
-                yield from par(joblib.delayed(_worker)(s, results_abs, data_abs, force, retry_failed, None)
-                               for s in specs)
+                yield from par(joblib.delayed(_worker)(s, results_abs, data_abs, force, retry_failed, None,
+                                                       log_to) for s in specs)
 
         yield dask
     finally:
@@ -196,13 +196,15 @@ def execute(
     retry_failed: bool = False,
     progress: bool = True,
     on_outcome: Callable[[RunOutcome], None] | None = None,
+    log_to: tuple[str, ...] = (),
 ) -> list[RunOutcome]:
-    """Run every spec; runs held by another live process are waited for, then dispatched again."""
+    """Run every spec; runs held by another live process are waited for, then dispatched again.
+    ``log_to``: experiment trackers every run reports to (``bench.trackers``)."""
     on_outcome = on_outcome or (lambda o: None)
     outcomes: dict[str, RunOutcome] = {}
     pending = list(specs)
     with _backend(backend, jobs, scheduler, results=results, data_dir=data_dir, retry_failed=retry_failed,
-                  progress=progress) as dispatch:
+                  progress=progress, log_to=log_to) as dispatch:
         first = True
         while pending:
             for o in dispatch(pending, force and first):

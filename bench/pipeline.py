@@ -15,7 +15,7 @@ import shutil
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,9 @@ from bench.errors import BenchError
 from bench.interfaces import EvalItem, Example, group_references
 from bench.models import TINY, LoadedModel, load_model
 from bench.train import DATA_ORDER_SALT, RunFailure
+
+if TYPE_CHECKING:
+    from bench.trackers import RunTrackers
 
 BASE_MODEL_SEED = 0  # the init seed of the tiny random models (part of their fingerprint)
 
@@ -153,11 +156,12 @@ def build_tuned(spec: RunSpec, loaded: LoadedModel) -> torch.nn.Module:
 
 def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], attempt: dict[str, Any],
                attempts: list[dict[str, Any]], *, enter: Callable[[str], None], guard: Callable[[], None],
-               data_dir: Path | None, progress: bool) -> pd.DataFrame:
+               data_dir: Path | None, progress: bool, trackers: RunTrackers | None = None) -> pd.DataFrame:
     """Bring the run in ``folder`` from ``level`` ('new' | 'trained' | 'decoded') to scored.
 
     ``enter(stage)`` records each stage as it starts; ``guard()`` raises before a result file is
     published when the run's lock was lost. ``meta`` and ``attempt`` get what the stages learn.
+    ``trackers`` (``--log-to``) watch the training loop; they never change what it computes.
     Returns the metric rows (already written to metrics.parquet).
     """
     if level == "decoded":
@@ -195,7 +199,7 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
             tr = train(tuned, loaded.tokenizer, train_ex, cfg=spec.train, seed=spec.seed, is_encoder_decoder=is_ed,
                        decoder_start_id=getattr(loaded.model.config, "decoder_start_token_id", None),
                        dev_examples=dev_ex, checkpoint_path=folder / "checkpoint.pt", progress=progress,
-                       desc=f"train {spec.method_label}")
+                       desc=f"train {spec.method_label}", on_log=trackers.on_log if trackers else None)
         else:
             tr = TrainResult(steps=0)
         attempt["resumed_from"] = tr.resumed_from

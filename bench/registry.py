@@ -8,6 +8,7 @@ unrelated import.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -19,8 +20,10 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Name -> component. Duplicate names are errors; unknown names get a did-you-mean."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, package: str | None = None):
         self.kind = kind
+        # the package whose modules register this kind (None: methods, datasets and metrics)
+        self.package = package
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -50,12 +53,18 @@ class Registry(Generic[T]):
     def _ensure_loaded(self) -> None:
         # The registries are filled by importing their packages; do it here so a lookup
         # never sees a half-filled registry, and still explicitly (one import per package).
+        if self.package is not None:
+            importlib.import_module(self.package)
+            return
         _load_all()
 
 
 METHODS: Registry = Registry("method")
 DATASETS: Registry = Registry("dataset")
 METRICS: Registry = Registry("metric")
+# Experiment trackers (``--log-to``): their package is light (each tracker imports its library
+# when a run starts), so naming one never loads the methods' torch code.
+TRACKERS: Registry = Registry("tracker", package="bench.trackers")
 
 _loaded = False
 

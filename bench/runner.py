@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,11 +110,12 @@ _ONE_RUN_PER_PROCESS = threading.Lock()
 
 
 def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None, force: bool = False,
-            retry_failed: bool = False, progress: bool = True) -> RunOutcome:
+            retry_failed: bool = False, progress: bool = True, log_to: Sequence[str] = ()) -> RunOutcome:
     """Bring one run to 'scored', doing only the missing stages. Never raises for a run failure.
 
     ``busy``: another live process holds the run. ``failed`` runs stay failed unless
-    ``retry_failed`` (or ``force``, which redoes everything).
+    ``retry_failed`` (or ``force``, which redoes everything). ``log_to``: experiment trackers
+    (``bench.trackers``) that watch this attempt; not part of the run's identity.
     """
     from bench.pipeline import _data_dir
 
@@ -123,7 +125,7 @@ def run_one(spec: RunSpec, *, results: Path, data_dir: str | Path | None = None,
         try:
             with store.lock(folder) as handle:
                 outcome = _run_locked(spec, folder, handle, _data_dir(data_dir), force=force,
-                                      retry_failed=retry_failed, progress=progress, t0=t0)
+                                      retry_failed=retry_failed, progress=progress, t0=t0, log_to=log_to)
         except store.LockBusy as e:
             return RunOutcome(spec.train_key, spec.method_label, "busy", error=f"another process is running it ({e})")
         if outcome.status == "failed":
@@ -148,7 +150,7 @@ RUN_FILES = ("trainable.safetensors", "predictions.parquet", "metrics.parquet", 
 
 
 def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir: Path | None, *, force: bool,
-                retry_failed: bool, progress: bool, t0: float) -> RunOutcome:
+                retry_failed: bool, progress: bool, t0: float, log_to: Sequence[str] = ()) -> RunOutcome:
     from bench.pipeline import run_stages, seeds_used
 
     faults.checkpoint("lock_acquired")
@@ -197,9 +199,19 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
         if handle.lost.is_set():
             raise LockLost(meta["stage"])
 
+    trackers = None
+    if log_to:
+        from bench.trackers import RunTrackers
+
+        trackers = RunTrackers(log_to)
+        trackers.start(spec, folder)
     try:
         metrics = run_stages(spec, folder, level, meta, attempt, attempts, enter=enter, guard=guard,
-                             data_dir=data_dir, progress=progress)
+                             data_dir=data_dir, progress=progress, trackers=trackers)
+        if trackers is not None:
+            trackers.finish(metrics, {**meta.get("cost", {}),
+                                      **{f"params_{k}": v for k, v in (meta.get("params") or {}).items()}})
+            attempt["trackers"] = {"names": list(log_to), "seconds": round(trackers.seconds, 3)}
         faults.checkpoint("meta_done")
         attempt.update({"status": "done", "finished": time.time()})
         meta.update({"status": "done", "stage": "done", "finished": time.time(),
@@ -215,10 +227,14 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
     except LockLost:
         # Another process reclaimed the run (our lease ran out while we were stalled): the
         # folder is its now, so nothing more is written here.
+        if trackers is not None:
+            trackers.abort("lock taken over by another process")
         return RunOutcome(spec.train_key, spec.method_label, "busy", error="lock taken over by another process")
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded, the suite goes on
         stage = getattr(e, "stage", None) or meta.get("stage") or "load"
         reason = failure_reason(e, spec)
+        if trackers is not None:
+            trackers.abort(f"{stage}: {reason}")
         attempt.update({"status": "failed", "finished": time.time(), "stage": stage})
         meta.update({"status": "failed", "stage": stage, "error": reason,
                      "traceback": traceback.format_exc()[-4000:], "finished": time.time()})

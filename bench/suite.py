@@ -23,6 +23,7 @@ A suite holds names and numbers only (never code or import paths)::
       - match: {method: prefix, dataset: webnlg}
         train: {lr: 5.0e-5}
     tolerances: {bleu: 1.0}         # for `bench regress`
+    log_to: [tensorboard]           # experiment trackers (bench.trackers); not in any run key
 
 The expansion order is models x datasets x train sizes x subsets x methods x seeds.
 """
@@ -43,7 +44,7 @@ from bench.errors import BenchError, ConfigError, did_you_mean
 
 SUITE_KEYS = (
     "name", "description", "model", "seeds", "train", "decode", "datasets", "methods",
-    "overrides", "tolerances",
+    "overrides", "tolerances", "log_to",
 )
 DATASET_KEYS = (
     "name", "options", "train_split", "eval_splits", "train_sizes", "subsets", "dev_fraction",
@@ -104,6 +105,8 @@ class Suite:
     methods: tuple[MethodEntry, ...]
     overrides: tuple[Mapping[str, Any], ...]
     tolerances: Mapping[str, float]
+    # where training is watched (`bench run --log-to` adds to it); never part of a RunSpec
+    log_to: tuple[str, ...] = ()
 
     @property
     def model(self) -> str:
@@ -288,6 +291,7 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str], late: list[s
     if not isinstance(tolerances, Mapping) or not all(isinstance(v, (int, float)) for v in tolerances.values()):
         problems.append(f"tolerances: expected a mapping metric -> number, got {tolerances!r}")
         tolerances = {}
+    log_to = _parse_log_to(raw.get("log_to"), problems)
     if problems:
         return None
     return Suite(
@@ -302,7 +306,23 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str], late: list[s
         methods=tuple(methods),
         overrides=tuple(overrides),
         tolerances={str(k): float(v) for k, v in tolerances.items()},
+        log_to=log_to,
     )
+
+
+def _parse_log_to(value: Any, problems: list[str]) -> tuple[str, ...]:
+    """``log_to:`` a tracker name or a list of them (checked against bench.trackers)."""
+    from bench.trackers import parse_log_to, unknown_trackers
+
+    if value is None:
+        return ()
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.append(f"log_to: expected a tracker name or a list of them (tensorboard, wandb, mlflow), got {value!r}")
+        return ()
+    parsed = parse_log_to(names)
+    problems.extend(f"log_to: {p}" for p in unknown_trackers(parsed))
+    return parsed
 
 
 def _parse_dataset(

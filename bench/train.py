@@ -307,8 +307,14 @@ def train(
     progress: bool = True,
     desc: str = "train",
     on_step: Callable[[int, float], None] | None = None,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Optimize ``tuned``'s trainable parameters on ``examples``; returns costs and losses."""
+    """Optimize ``tuned``'s trainable parameters on ``examples``; returns costs and losses.
+
+    ``on_log(step, values)`` (experiment trackers) gets ``{"loss", "lr"}`` after each optimizer
+    step (``step`` counted from 1; ``lr`` the rate that step used) and ``{"dev_loss"}`` after
+    each dev evaluation (step 0: before training). It only reads: the numbers are the same
+    with or without it."""
     if not examples:
         raise RunFailure("train", "no training examples")
     device = next(tuned.parameters()).device
@@ -365,6 +371,8 @@ def train(
         # outside the timed loop; an eval-mode forward draws no random numbers, so the
         # training that follows is the same with or without it
         result.dev_loss_before = dev_loss(tuned, dev, cfg, pad, is_encoder_decoder, decoder_start_id)
+        if on_log:
+            on_log(0, {"dev_loss": result.dev_loss_before})
     tuned.train()
     # A `with` block: the CPU sampler thread is stopped (and the bar closed) also when a step
     # raises (a NaN loss, out of memory, a lost lock), not only when training ends.
@@ -400,6 +408,7 @@ def train(
                 scaler.update()
             else:
                 opt.step()
+            step_lr = float(opt.param_groups[0]["lr"])  # read before the schedule moves it on
             sched.step()
             result.losses.append(step_loss)
             result.step_times.append(time.perf_counter() - ts)
@@ -408,9 +417,13 @@ def train(
             if on_step:
                 on_step(step, step_loss)
             done = step + 1
+            if on_log:
+                on_log(done, {"loss": step_loss, "lr": step_lr})
             if cfg.early_stopping and dev and (done % cfg.eval_every == 0 or done == steps):
                 dl = dev_loss(tuned, dev, cfg, pad, is_encoder_decoder, decoder_start_id)
                 result.dev_losses.append((done, dl))
+                if on_log:
+                    on_log(done, {"dev_loss": dl})
                 if dl < best_dev:
                     best_dev, result.best_step = dl, done
                     best_state = {n: p.detach().clone() for n, p in tuned.trainable_parameters()}

@@ -29,13 +29,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="local", choices=["local", "dask"], help="local processes or a Dask cluster")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     p.add_argument("--quiet", action="store_true", help="no progress bars (CI logs)")
+    p.add_argument("--log-to", action="append", default=None, metavar="TRACKER[,TRACKER]",
+                   help="also log training (loss, lr, dev loss), spec, metrics and cost to tensorboard, wandb "
+                        "and/or mlflow (offline by default; adds to the suite's log_to; never changes a run key)")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     outcomes = run_suite(suite=Path(args.suite), results=Path(args.results), data_dir=args.data_dir,
                          force=args.force, retry_failed=args.retry_failed, only=args.only, where=args.where, jobs=args.jobs,
-                         backend=args.backend, scheduler=args.scheduler, quiet=args.quiet)
+                         backend=args.backend, scheduler=args.scheduler, quiet=args.quiet, log_to=args.log_to)
     return 1 if any(o.status in ("failed", "weightless") for o in outcomes) else 0
 
 
@@ -64,9 +67,9 @@ def select_where(specs: list, where: list[str]) -> list:
     return specs
 
 
-def _expand(suite: Path, data_dir: str | None) -> tuple[str, list[str], list]:
+def _expand(suite: Path, data_dir: str | None) -> tuple[str, list[str], list, tuple[str, ...]]:
     """Load and validate the suite (its models and data too), expand it, and remember the
-    expansion for the next rerun."""
+    expansion for the next rerun. Returns (name, models, specs, the suite's log_to)."""
     from bench import expansion_cache
     from bench.checks import validate_suite
     from bench.datasets.paths import resolve_data_dir
@@ -78,7 +81,7 @@ def _expand(suite: Path, data_dir: str | None) -> tuple[str, list[str], list]:
         for w in warnings:
             print(f"bench: warning: {w}", file=sys.stderr)
     expansion_cache.save(suite, s.name, list(s.models), specs)
-    return s.name, list(s.models), specs
+    return s.name, list(s.models), specs, s.log_to
 
 
 def _select(specs: list, suite: Path, results: Path, models: list[str], only: list[str] | None,
@@ -122,8 +125,12 @@ def _select(specs: list, suite: Path, results: Path, models: list[str], only: li
 def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | None = None, force: bool = False,
               retry_failed: bool = False, only: list[str] | None = None, where: list[str] | None = None,
               jobs: int = 1, backend: str = "local",
-              scheduler: str | None = None, quiet: bool = False) -> list[RunOutcome]:
+              scheduler: str | None = None, quiet: bool = False,
+              log_to: list[str] | None = None) -> list[RunOutcome]:
     """Validate the whole suite first (nothing under results/ is touched on error), then run.
+
+    ``log_to``: experiment trackers (``--log-to``, comma lists allowed) on top of the suite's
+    ``log_to:``; checked (known, library installed) before any run, never part of a run key.
 
     A rerun whose runs are all cached reads the suite's stored expansion
     (``bench.expansion_cache``) and never imports torch or transformers; as soon as one run
@@ -134,12 +141,23 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     t0 = time.perf_counter()
     if jobs < 1:
         raise BenchError(f"--jobs must be >= 1, got {jobs}")  # before anything is printed or written
+    trackers: tuple[str, ...] = ()
+    if log_to:
+        from bench.trackers import check_trackers, parse_log_to
+
+        trackers = parse_log_to(log_to)
+        check_trackers(trackers)
     cached = None if force else expansion_cache.load(suite)
     if cached is not None:
         name, models, specs = cached
         specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
     if cached is None or todo:
-        name, models, specs = _expand(suite, data_dir)
+        name, models, specs, suite_log_to = _expand(suite, data_dir)
+        if suite_log_to:
+            from bench.trackers import check_trackers
+
+            check_trackers(suite_log_to, where=f"{suite}: log_to")
+            trackers = tuple(dict.fromkeys(suite_log_to + trackers))
         specs, todo, skipped = _select(specs, suite, results, models, only, where, force, retry_failed)
 
     def report(o: RunOutcome) -> None:
@@ -158,7 +176,7 @@ def run_suite(*, suite: Path, results: Path = Path("results"), data_dir: str | N
     from bench.execute import execute
 
     done = execute(todo, results=results, data_dir=data_dir, jobs=jobs, backend=backend, scheduler=scheduler,
-                   force=force, retry_failed=retry_failed, progress=not quiet, on_outcome=report)
+                   force=force, retry_failed=retry_failed, progress=not quiet, on_outcome=report, log_to=trackers)
     outcomes = skipped + done
     for o in skipped:
         if o.status in ("failed", "weightless"):
