@@ -128,32 +128,9 @@ def _quiet_loading() -> Iterator[None]:
             log.setLevel(level)
 
 
-def load_examples(name: str, split: str, *, data_dir: Path | None, options: Mapping[str, Any]) -> list[Example]:
-    """A split's examples; a damaged compressed file is a DataError naming it (the zlib module's
-    error names no file), like every other unreadable data file."""
-    import zlib
-
-    from bench.registry import DATASETS
-
-    try:
-        return DATASETS.get(name)().load(split, data_dir=data_dir, options=dict(options))
-    except zlib.error as e:
-        raise DataError(f"{_failing_file(e) or f'{name} {split}'}: damaged compressed data ({e}); "
-                        "replace the file with an intact copy") from None
-
-
-def _failing_file(error: BaseException) -> str | None:
-    """The ``path`` the innermost frame of ``error``'s traceback was reading, if it had one."""
-    tb, path = error.__traceback__, None
-    while tb is not None:
-        candidate = tb.tb_frame.f_locals.get("path")
-        if isinstance(candidate, (str, Path)):
-            path = str(candidate)
-        tb = tb.tb_next
-    return path
-
-
 def _check_data(i: int, d: DatasetEntry, specs: Sequence[RunSpec], data_dir: Path | None, found: Findings) -> None:
+    from bench.datastats import load_examples
+
     sized = [sp for sp in specs if sp.data.train_size is not None]
     if not (sized or d.train_filter or d.eval_filter):
         return  # nothing here depends on the examples

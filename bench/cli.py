@@ -52,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args) or 0)
+    except MemoryError:
+        return _out_of_memory(args.command)
+    except ImportError as e:
+        # Under a memory limit (ulimit -v) a native library cannot even be mapped.
+        if "failed to map segment" not in str(e) and "Cannot allocate memory" not in str(e):
+            raise
+        return _out_of_memory(args.command)
     except BenchError as e:
         # One line per problem, no traceback: these are the user's to fix.
         for line in str(e).splitlines() or ["error"]:
@@ -60,6 +67,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+
+
+def _out_of_memory(command: str) -> int:
+    """One line for a process that ran out of memory: what ran out, and what to lower."""
+    module = sys.modules.get(f"bench.commands.{command}")
+    hint = getattr(module, "MEMORY_HINT", "give it more memory or work on less at once")
+    print(f"bench: error: `bench {command}` ran out of memory (the process hit its memory limit); {hint}",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import pandas as pd
 
 from bench.datasets.paths import dataset_dir
 from bench.errors import BenchError, DataError, did_you_mean
+from bench.interfaces import Example
 from bench.registry import DATASETS
 
 DEFAULT_TOKENIZER = "smollm2-135m"
@@ -46,6 +47,29 @@ def location(name: str, data_dir: Path | None) -> str:
     if data_dir is None:
         return "hub (no data directory)"
     return f"hub (no {name}/ in {data_dir})"
+
+
+def load_examples(name: str, split: str, *, data_dir: Path | None, options: Mapping[str, Any]) -> list[Example]:
+    """A split's examples; a damaged compressed file is a DataError naming it (the zlib module's
+    error names no file), like every other unreadable data file."""
+    import zlib
+
+    try:
+        return DATASETS.get(name)().load(split, data_dir=data_dir, options=dict(options))
+    except zlib.error as e:
+        raise DataError(f"{_failing_file(e) or f'{name} {split}'}: damaged compressed data ({e}); "
+                        "replace the file with an intact copy") from None
+
+
+def _failing_file(error: BaseException) -> str | None:
+    """The ``path`` the innermost frame of ``error``'s traceback was reading, if it had one."""
+    tb, path = error.__traceback__, None
+    while tb is not None:
+        candidate = tb.tb_frame.f_locals.get("path")
+        if isinstance(candidate, (str, Path)):
+            path = str(candidate)
+        tb = tb.tb_next
+    return path
 
 
 def list_datasets(*, data_dir: Path | None) -> pd.DataFrame:
@@ -120,7 +144,7 @@ def describe(
     rows = []
     for s in [split] if split else list(builder.splits):
         try:
-            examples = builder.load(s, data_dir=data_dir, options=dict(options or {}))
+            examples = load_examples(name, s, data_dir=data_dir, options=dict(options or {}))
         except DataError as e:
             # A missing or broken file is reported per split; an option or name mistake
             # (BenchError) stops everything: it would be the same for every split.

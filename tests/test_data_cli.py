@@ -107,8 +107,11 @@ def test_cli_describe_lists_missing_splits_below_the_table(
     data_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["data", "describe", "e2e", "--tokenizer", "tiny-gpt2", "--data-dir", str(data_dir)]
-    assert main(argv) == 0
-    lines = capsys.readouterr().out.splitlines()
+    assert main(argv) == 2  # printed what loaded, but a script must see that two splits did not
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("bench: error:")]
+    assert len(errors) == 2 and "e2e train: did not load" in errors[0] and "e2e test: did not load" in errors[1]
+    lines = captured.out.splitlines()
     assert [line.split()[0] for line in lines[2:5]] == ["train", "dev", "test"]
     assert lines[2].split()[1:] == ["-"] * 5
     assert lines[5].startswith("train: ") and "trainset.csv: file not found" in lines[5]

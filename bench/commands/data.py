@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +102,7 @@ def handle_describe(args: argparse.Namespace) -> int:
             check(opts)
     tokenizer = args.tokenizer or DEFAULT_TOKENIZER
     print(f"loading the tokenizer of {tokenizer} ...", file=sys.stderr)
+    failed: list[str] = []
     for i, (name, opts, title) in enumerate(targets):
         df = describe(
             name,
@@ -113,6 +114,7 @@ def handle_describe(args: argparse.Namespace) -> int:
         )
         print(("\n" if i else "") + title)
         print(format_describe(df))
+        failed += [f"{title} {split}: did not load: {note}" for split, note in zip(df["split"], df["note"]) if note]
     note = (
         f"\nlengths: mean tokens of {tokenizer}'s tokenizer over examples, ' ' + text, no specials"
     )
@@ -125,6 +127,9 @@ def handle_describe(args: argparse.Namespace) -> int:
     for name in dict.fromkeys(t[0] for t in targets):
         if name in PAPER_TABLE1:
             print(PAPER_TABLE1[name])
+    if failed:
+        # After everything that loaded is printed: a script must still see that a split did not.
+        raise ConfigError(failed)
     return 0
 
 

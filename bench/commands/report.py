@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.errors import BenchError
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render tables and figures from cached results")
@@ -16,9 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder or name one that can be made: not a file, nor under one."""
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "is a file" if p == out else f"is under {p}, a file"
+            raise BenchError(f"--out {out}: {what}, not a folder; name a folder for the report")
+
+
 def handle(args: argparse.Namespace) -> int:
     from bench.report.render import report
 
+    check_out(Path(args.out))
     outputs = report(results=Path(args.results), suite=Path(args.suite) if args.suite else None,
                      out=Path(args.out))
     for o in outputs:

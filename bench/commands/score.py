@@ -6,6 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+# What `bench.cli` tells a user whose `bench score` ran out of memory: the bootstrap holds
+# n_boot resampled statistics per metric, and the metrics' models and the JVM need their share.
+MEMORY_HINT = ("lower --n-boot (bootstrap resamples) or score without --ci, or raise the process's memory "
+               "limit (ulimit -v, or the job's memory request)")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
