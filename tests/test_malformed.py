@@ -74,6 +74,8 @@ class Case:
     says: tuple[str, ...]  # substrings of the error line(s)
     rc: int = 2
     lines: int | None = 1  # error lines expected (None: any number >= 1)
+    warns: tuple[str, ...] = ()  # substrings of the `bench: warning:` lines
+    patch: Callable[[pytest.MonkeyPatch], None] | None = None  # the environment the case needs
 
 
 def _suite(old: str, new: str, cmd: str = "validate") -> Callable[[Path], list]:
@@ -194,6 +196,8 @@ def _damaged_gz(how: str) -> Callable[[Path], list]:
         if how == "flip":
             for i in range(len(data) // 2, len(data) // 2 + 64):
                 data[i] ^= 0xFF
+        elif how == "flip-one":  # early in the stream: zlib's own error, not gzip's CRC check
+            data[1000] ^= 0x10
         else:
             data = data[: len(data) // 3]
         p.write_bytes(bytes(data))
@@ -311,8 +315,166 @@ def _a_file(tmp: Path) -> Path:
     return p
 
 
-TABLE = SUITES + HYPOTHESES + DATA_FILES + CUSTOM_FILES + FLAGS
-NEEDS_DATA = {c.id for c in HYPOTHESES + DATA_FILES}
+# ----------------------------------------------------------------------------- what validate must catch
+# Mistakes that used to pass `bench validate` (issue 24): the suite then ran for hours and failed,
+# or ran to the end doing something other than what was written.
+
+WEBNLG = TINY.replace("""  - name: synthetic_e2e
+    options: {n_train_mrs: 8, n_dev_mrs: 2, n_test_mrs: 4}
+    eval_splits: [test]
+    metrics: {bleu: e2e_bleu}""", """  - name: webnlg
+    eval_splits: [test]""")
+
+
+def _on_data(text: str, old: str, new: str, cmd: str = "validate") -> Callable[[Path], list]:
+    """A suite on real data, checked against the shared data folder."""
+    def make(tmp: Path) -> list:
+        assert old in text, old
+        p = tmp / "bad.yaml"
+        p.write_text(text.replace(old, new))
+        argv = [cmd, p, "--data-dir", DATA]
+        return argv if cmd == "validate" else [*argv, "--results", tmp / "results"]
+    return make
+
+
+def _qwen2_folder(tmp: Path) -> list:
+    """A local model folder of an architecture no training method lays out (config + weights file)."""
+    folder = tmp / "tiny-qwen2"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 512}))
+    (folder / "model.safetensors").write_bytes(b"")
+    return ["validate", suite_with(tmp, "model: tiny-gpt2", f"model: {folder}")]
+
+
+def _no_data_here(tmp: Path) -> list:
+    (tmp / "empty").mkdir()
+    p = tmp / "bad.yaml"
+    p.write_text(WEBNLG.replace("eval_splits: [test]", "eval_splits: [test]\n    train_sizes: [50]"))
+    return ["validate", p, "--data-dir", tmp / "empty"]
+
+
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.models
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(bench.models, "_HUB_REACHABLE", False)
+
+
+def _malformed_train(tmp: Path) -> list:
+    root = _copy_e2e(tmp)
+    (root / "e2e" / "trainset.csv.gz").unlink()
+    (root / "e2e" / "trainset.csv").write_text('mr,ref\n"name[x]",fine\n"name[y]",too,many\n')
+    return ["data", "describe", "e2e", "--tokenizer", "tiny-gpt2", "--data-dir", root]
+
+
+def _out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench.score_file
+
+    def exhausted(**_: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(bench.score_file, "score_file", exhausted)
+
+
+def _planted_checkpoint(tmp: Path) -> list:
+    """A results folder whose run holds a checkpoint that would run code when unpickled."""
+    import torch
+
+    from bench.suite import expand, load_suite
+
+    p = suite_with(tmp, "max_steps: 2,", "max_steps: 2, checkpoint_every: 1,")
+    spec = next(s for s in expand(load_suite(p)) if s.method_label == "finetune")
+    folder = tmp / "results" / "runs" / spec.train_key
+    folder.mkdir(parents=True)
+    torch.save({"payload": _Planted(tmp / "pwned")}, folder / "checkpoint.pt")
+    return ["run", p, "--results", tmp / "results", "--only", "finetune", "--quiet"]
+
+
+class _Planted:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.write_text, (self.marker, "ran"))
+
+
+OVERRIDE = "overrides:\n  - match: {match}\n    train: {{lr: 1.0e-3}}\nmethods:\n"
+
+SILENT = [
+    Case("duplicate-train-block", _suite("decode: {beam_size", "train: {lr: 1.0e-3}\ndecode: {beam_size"),
+         ("bad.yaml", "line 6: key 'train' is written twice", "lines 5 and 6")),
+    Case("duplicate-train-block-run", _suite("decode: {beam_size", "train: {lr: 1.0e-3}\ndecode: {beam_size", "run"),
+         ("bad.yaml", "line 6: key 'train' is written twice", "lines 5 and 6")),
+    Case("duplicate-lr", _suite("max_steps: 2,", "max_steps: 2, lr: 1.0e-3, lr: 2.0e-3,"),
+         ("bad.yaml", "key 'lr' is written twice", "line 5, columns")),
+    Case("duplicate-key-and-other-mistakes", _suite("max_steps: 2,", "max_steps: 2, lr: 1.0e-3, lr: 2.0e-3, eval_every: 0,"),
+         ("key 'lr' is written twice", "eval_every must be >= 1"), lines=2),
+    Case("override-no-such-train-size", _suite("methods:\n", OVERRIDE.format(match="{train_size: 300}")),
+         ("bad.yaml", "overrides[0].match {train_size: 300} selects no run", "no run has train_size 300")),
+    Case("override-no-such-model", _suite("methods:\n", OVERRIDE.format(match="{model: tiny-llama}")),
+         ("overrides[0].match", "selects no run", "no run has model 'tiny-llama'", "tiny-gpt2")),
+    Case("override-no-such-model-run", _suite("methods:\n", OVERRIDE.format(match="{model: tiny-llama}"), "run"),
+         ("overrides[0].match", "selects no run")),
+    Case("override-of-a-row-that-never-runs",  # lora's `only:` names a subset the grid does not have
+         _suite("config: {r: 2}", "config: {r: 2}\n    only: {subset: [1]}\n"
+                "overrides:\n  - match: {method: lora}\n    train: {lr: 1.0e-3}"),
+         ("overrides[0].match {method: lora} selects no run",)),
+    Case("train-filter-value-matches-nothing", _on_data(WEBNLG, "eval_splits: [test]",
+                                                        "eval_splits: [test]\n    train_filter: {category: [Airprot]}"),
+         ("datasets[0].train_filter.category", "no example of webnlg train has category 'Airprot'",
+          'did you mean "Airport"')),
+    Case("train-filter-unknown-field", _on_data(WEBNLG, "eval_splits: [test]",
+                                                "eval_splits: [test]\n    train_filter: {categroy: [Airport]}"),
+         ("datasets[0].train_filter", "field 'categroy'", 'did you mean "category"')),
+    Case("eval-filter-value-matches-nothing", _on_data(WEBNLG, "eval_splits: [test]",
+                                                       "eval_splits: [test]\n    eval_filter: {seen: [maybe]}"),
+         ("datasets[0].eval_filter.seen", "no example of webnlg test has seen 'maybe'")),
+    Case("train-size-larger-than-split", _on_data(WEBNLG, "eval_splits: [test]",
+                                                  "eval_splits: [test]\n    train_sizes: [50, 50000]"),
+         ("datasets[0].train_sizes: 50000 is larger than the 18,025 examples of webnlg train",)),
+    Case("train-size-larger-than-filtered-split",
+         _on_data(WEBNLG, "eval_splits: [test]",
+                  "eval_splits: [test]\n    train_sizes: [5000]\n    train_filter: {category: [Airport]}", "run"),
+         ("datasets[0].train_sizes: 5000 is larger than", "after train_filter")),
+    Case("data-not-reachable-is-a-note", _no_data_here, (), rc=0,
+         warns=("datasets[0] (webnlg): train_sizes not checked", "no webnlg/ folder")),
+    Case("model-unknown-alias", _suite("model: tiny-gpt2", "model: no-such-model"),
+         ("bad.yaml", "model 'no-such-model': unknown model")),
+    Case("model-alias-typo", _suite("model: tiny-gpt2", "model: tiny-lama"),
+         ("model 'tiny-lama'", 'did you mean "tiny-llama"')),
+    Case("model-folder-without-config", _suite("model: tiny-gpt2", "model: /etc"),
+         ("model '/etc'", "no config.json")),
+    Case("model-folder-missing", _suite("model: tiny-gpt2", "model: ./no/such/folder"),
+         ("model './no/such/folder'", "no such folder")),
+    Case("model-architecture-unsupported", _qwen2_folder,
+         ("'finetune' (full) cannot wrap", "a qwen2 model", "supports gpt2, llama, bart"), lines=2),
+    Case("model-hub-id-offline-is-a-warning", _suite("model: tiny-gpt2", "model: someone/some-model"), (), rc=0,
+         warns=("model 'someone/some-model': not checked", "hub is unreachable"), patch=_offline),
+    Case("checkpoint-every-negative", _suite("max_steps: 2,", "max_steps: 2, checkpoint_every: -5,"),
+         ("train", "checkpoint_every must be >= 0", "-5")),
+    Case("eval-every-zero", _suite("max_steps: 2,", "max_steps: 2, eval_every: 0,"), ("train", "eval_every must be >= 1")),
+    Case("warmup-negative", _suite("max_steps: 2,", "max_steps: 2, warmup_steps: -1,"), ("warmup_steps must be >= 0",)),
+    Case("decode-batch-zero", _suite("max_new_tokens: 8", "max_new_tokens: 8, batch_size: 0"),
+         ("decode", "batch_size must be >= 1")),
+    Case("max-new-tokens-absurd", _suite("max_new_tokens: 8", "max_new_tokens: 10000000"),
+         ("decode.max_new_tokens: 10000000", "more than the 512 positions of model 'tiny-gpt2'")),
+    Case("seed-beyond-2-32", _suite("seeds: [0]", "seeds: [0, 4294967296]"),
+         ("seeds: 4294967296 is out of range", "[0, 2**32 - 1]")),
+    Case("seed-negative", _suite("seeds: [0]", "seeds: [-1]"), ("seeds: -1 is out of range",)),
+    Case("describe-malformed-train-exits-2", _malformed_train,
+         ("e2e train: did not load", "trainset.csv, line 3")),
+    Case("e2e-train-gz-one-bit-flipped", _damaged_gz("flip-one"), ("trainset.csv.gz", "damaged compressed data")),
+    Case("report-out-is-a-file", lambda t: ["report", "--results", t, "--out", _a_file(t)],
+         ("--out", "afile", "is a file, not a folder")),
+    Case("score-out-of-memory", _hyp(b"a\n"), ("`bench score` ran out of memory", "lower --n-boot"), rc=1,
+         patch=_out_of_memory),
+    Case("checkpoint-planted-pickle-refused", _planted_checkpoint, (), rc=0,
+         warns=("checkpoint.pt: checkpoint refused", "weights_only=True", "restarts from step 0")),
+]
+
+TABLE = SUITES + HYPOTHESES + DATA_FILES + CUSTOM_FILES + FLAGS + SILENT
+NEEDS_DATA = {c.id for c in HYPOTHESES + DATA_FILES} | {
+    c.id for c in SILENT if c.id.startswith(("train-", "eval-filter", "describe-", "e2e-", "score-"))}
 
 
 def test_the_table_is_large_enough() -> None:
@@ -320,13 +482,23 @@ def test_the_table_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("case", TABLE, ids=[c.id for c in TABLE])
-def test_malformed_input_is_one_line(case: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_malformed_input_is_one_line(case: Case, tmp_path: Path, request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     global DATA
     if case.id in NEEDS_DATA:
         DATA = request.getfixturevalue("data_dir")
+    if case.patch is not None:
+        case.patch(monkeypatch)
     rc, _, err = cli(case.argv(tmp_path))
     assert "Traceback" not in err
     assert rc == case.rc, err
+    warnings = [line for line in err.splitlines() if line.startswith("bench: warning:")]
+    for s in case.warns:
+        assert any(s in w for w in warnings), f"{s!r} not in {warnings!r}"
+    assert not (tmp_path / "pwned").exists()  # no planted pickle ran
+    if case.rc == 0:
+        assert not errors(err), err
+        return
     lines = errors(err) if case.lines != 0 else [err.strip().splitlines()[-1]]
     if case.lines is not None and case.lines > 0:
         assert len(lines) == case.lines, err
