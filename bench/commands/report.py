@@ -15,6 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a suite YAML file; omitted: one report per suite stored in --results")
     p.add_argument("--results", default="results", help="results directory (default: results/)")
     p.add_argument("--out", default="reports", help="output directory (default: reports/)")
+    p.add_argument("--format", dest="fmt", default="md", metavar="md[,latex]",
+                   help="md (default): the markdown report and figures; latex: also the tables as booktabs "
+                        "LaTeX in <suite>.tex beside it (md,latex is the same)")
     p.set_defaults(handler=handle)
 
 
@@ -27,13 +30,16 @@ def check_out(out: Path) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from bench.report.render import report
+    from bench.report.render import parse_formats, report
 
     check_out(Path(args.out))
+    formats = parse_formats(args.fmt)
     outputs = report(results=Path(args.results), suite=Path(args.suite) if args.suite else None,
-                     out=Path(args.out))
+                     out=Path(args.out), formats=formats)
     for o in outputs:
         print(f"{o.markdown} ({len(o.figures)} figure{'s' if len(o.figures) != 1 else ''})", file=sys.stderr)
+        if o.latex is not None:
+            print(f"{o.latex} (LaTeX tables)", file=sys.stderr)
     from bench.store import load_runs
 
     damaged = int((load_runs(Path(args.results))["status"] == "damaged").sum())

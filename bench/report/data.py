@@ -335,6 +335,27 @@ def load_runs_with_extras(results: Path) -> pd.DataFrame:
     return _with_extras(runs)
 
 
+# One tidy row per run x split x group x metric (`bench ls --format csv|json`): what the run
+# was (label, method, data, size, subset, seed, model, keys), then the score and its interval.
+TIDY_COLUMNS = (
+    "suite", "label", "method", "dataset", "train_size", "subset", "seed", "model", "train_key", "score_key",
+    "split", "group", "metric", "value", "ci_low", "ci_high", "metric_id", "metric_version", "signature",
+)
+
+
+def tidy_scores(*, results: Path, suite: str | None = None) -> pd.DataFrame:
+    """Every stored metric value of the done runs in ``results`` (of suite name ``suite``), long
+    form with its run's columns (``TIDY_COLUMNS``); values as stored (BLEU in [0, 1], NIST raw)."""
+    frames = [rs.scores for rs in collect_all(results=results) if suite is None or rs.suite == suite]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame(columns=list(TIDY_COLUMNS))
+    scores = pd.concat(frames, ignore_index=True).rename(columns={"method_label": "label"})
+    tidy = scores[list(TIDY_COLUMNS)].copy()
+    tidy["train_size"] = tidy["train_size"].astype("Int64")  # None: the full split
+    return tidy.reset_index(drop=True)
+
+
 # ----------------------------------------------------------------------------- aggregation
 
 

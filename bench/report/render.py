@@ -1,5 +1,6 @@
 """Assemble a suite's report: markdown tables into ``reports/<suite>.md``, figures beside it as
-``reports/<suite>_<stem>.png``. Reads cached results only; never trains, decodes or scores."""
+``reports/<suite>_<stem>.png``, and with ``--format latex`` the tables as booktabs LaTeX in
+``reports/<suite>.tex``. Reads cached results only; never trains, decodes or scores."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 from bench.report import tables
 from bench.report.claims import ClaimReport, claims_report
 from bench.report.curves import curve_figures
 from bench.report.data import ResultSet, collect_all, collect_suite
 from bench.report.figures import ReportFigure, build_figures
+from bench.report.latex import latex_document, latex_table
 from bench.report.reference import reference_settings
 
 
@@ -21,6 +23,22 @@ class ReportOutput:
     suite: str
     markdown: Path
     figures: tuple[Path, ...]
+    latex: Path | None = None  # with --format latex
+
+
+# What `bench report --format` can write; the markdown report (claims, figures, the lists of
+# failed and missing runs) is always written, the others are the tables in another form.
+FORMATS: tuple[str, ...] = ("md", "latex")
+
+
+def parse_formats(value: str | None) -> tuple[str, ...]:
+    """``--format md,latex`` as a tuple of known formats (one-line error with a did-you-mean)."""
+    names = [v.strip() for v in (value or "md").split(",") if v.strip()] or ["md"]
+    for n in names:
+        if n not in FORMATS:
+            raise BenchError(f"--format: unknown report format {n!r}{did_you_mean(n, FORMATS)}; "
+                             f"one or more of {', '.join(FORMATS)}, comma-separated")
+    return tuple(dict.fromkeys(names))
 
 
 def _counts(rs: ResultSet) -> str:
@@ -82,6 +100,23 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     return text
 
 
+def render_latex(rs: ResultSet) -> str:
+    """The report's tables (Table 2/3 layouts, Table 4, Table 5, low-data, efficiency) as booktabs
+    LaTeX: the same rows as the markdown, rendered by ``latex_table``."""
+    stats = tables.RefStats()
+    scores = rs.scores
+    body = tables.main_tables(scores, rs.runs, stats=stats, table=latex_table)
+    body += tables.extrapolation_tables(scores, rs.runs, stats=stats, table=latex_table)
+    body += tables.table5(scores, rs.runs, stats=stats, table=latex_table)
+    body += tables.low_data_tables(scores, table=latex_table)
+    body += tables.efficiency_table(rs.runs, table=latex_table)
+    # the markdown's line on paper values speaks of its cells (Δ beside ours); the LaTeX marks
+    # them by column, so only the line saying why none is shown is kept
+    head = [_counts(rs), _reference_line(stats) if not stats.matched else "",
+            *[f"Not comparable: {n}" for n in rs.notes]]
+    return latex_document(body, suite=rs.suite, head=head)
+
+
 def _write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -92,8 +127,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
-    """Write ``out/<suite>.md`` and its figures; returns the paths."""
+def write_report(rs: ResultSet, *, out: Path, formats: tuple[str, ...] = ("md",)) -> ReportOutput:
+    """Write ``out/<suite>.md`` and its figures (and ``out/<suite>.tex`` with ``latex`` in
+    ``formats``); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     stem = _safe(rs.suite)
     claims = claims_report(rs.scores, rs.runs, rs.missing)
@@ -108,11 +144,18 @@ def write_report(rs: ResultSet, *, out: Path) -> ReportOutput:
         paths.append(path)
     md = out / f"{stem}.md"
     _write_text(md, render_markdown(rs, figures, figure_files=files, claims=claims))
-    return ReportOutput(rs.suite, md, tuple(paths))
+    tex = None
+    if "latex" in formats:
+        tex = out / f"{stem}.tex"
+        _write_text(tex, render_latex(rs))
+    return ReportOutput(rs.suite, md, tuple(paths), tex)
 
 
-def report(*, results: Path, suite: Path | None = None, out: Path = Path("reports")) -> list[ReportOutput]:
-    """``bench report``: one report for ``suite``, or one per suite name stored in ``results``."""
+def report(*, results: Path, suite: Path | None = None, out: Path = Path("reports"),
+           formats: tuple[str, ...] = ("md",)) -> list[ReportOutput]:
+    """``bench report``: one report for ``suite``, or one per suite name stored in ``results``;
+    ``formats`` (``parse_formats``) adds the tables in LaTeX."""
+    formats = parse_formats(",".join(formats))  # before any file is read or written
     if suite is not None:
         sets = [collect_suite(suite=suite, results=results)]
     else:
@@ -121,5 +164,5 @@ def report(*, results: Path, suite: Path | None = None, out: Path = Path("report
         sets = collect_all(results=results)
         if not sets:
             raise BenchError(f"no runs in {results} (run a suite first: `bench run suites/quickstart.yaml`)")
-    return [write_report(rs, out=Path(out)) for rs in sets]
+    return [write_report(rs, out=Path(out), formats=formats) for rs in sets]
 

@@ -4,7 +4,9 @@ prefix), the low-data numbers behind Figure 3, an efficiency table, and the list
 report honest (failed and missing runs, metric signatures, provenance).
 
 Every function takes frames from ``bench.report.data`` and returns markdown lines; nothing
-here reads files, so the golden test pins the text exactly.
+here reads files, so the golden test pins the text exactly. The table functions take the
+table writer as ``table=`` (markdown by default): ``bench.report.latex.latex_table`` renders
+the very same rows as booktabs LaTeX, so the two formats cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
+from typing_extensions import Self
 
 from bench.contention import CONTENDED
 from bench.report import reference as ref
@@ -50,6 +53,25 @@ def task_of(dataset: str) -> str:
 
 
 # ----------------------------------------------------------------------------- formatting
+
+
+class TableWriter(Protocol):
+    """Renders one table (headers, rows of cell texts) as lines: ``md_table`` or ``latex_table``."""
+
+    def __call__(self, headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> list[str]: ...
+
+
+class ScoreCell(str):
+    """A score cell's markdown text that also keeps its parts: ours, and the paper's value where
+    one is shown (the LaTeX writer sets the paper's value apart, in its own marked column)."""
+
+    ours: str
+    paper: str | None
+
+    def __new__(cls, text: str, ours: str, paper: str | None = None) -> Self:
+        cell = super().__new__(cls, text)
+        cell.ours, cell.paper = ours, paper
+        return cell
 
 
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> list[str]:
@@ -158,10 +180,11 @@ def fmt_cell(cell: Mapping[str, Any] | None, scale: float, decimals: int, paper:
     text = fmt_num(cell["mean"] * scale, decimals)
     if cell["n"] > 1:
         text += f" ± {fmt_num(cell['std'] * scale, decimals)} (n={cell['n']})"
-    if paper is not None:
-        second = f" [v1 {paper.second:g}]" if paper.second is not None else ""
-        text += f" · paper {paper.value:g}{second}, Δ {cell['mean'] * scale - paper.value:+.{decimals}f}"
-    return text
+    if paper is None:
+        return ScoreCell(text, text)
+    second = f" [v1 {paper.second:g}]" if paper.second is not None else ""
+    return ScoreCell(f"{text} · paper {paper.value:g}{second}, Δ {cell['mean'] * scale - paper.value:+.{decimals}f}",
+                     text, f"{paper.value:g}{second}")
 
 
 def _row_order(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
@@ -178,6 +201,7 @@ def score_table(
     stats: RefStats,
     lead: Sequence[tuple[str, Callable[[pd.DataFrame], str]]] = (),
     with_paper: bool = True,
+    table: TableWriter = md_table,
 ) -> list[str]:
     """One block: a row per (model, method label), the trained/stored parameter columns and a
     column per metric (x score group). ``cells`` is ``aggregate`` output for one dataset/split;
@@ -210,7 +234,7 @@ def score_table(
                 stats.matched += paper is not None
             line.append(fmt_cell(cell, c.scale, decimals[(c.metric, c.group)], paper))
         rows.append(line)
-    out = md_table(headers, rows, numeric_from=len(headers) - len(columns))
+    out = table(headers, rows, numeric_from=len(headers) - len(columns))
     note = scale_note(columns)
     return ([note, ""] if note else []) + out
 
@@ -245,7 +269,8 @@ def _split_title(split: str) -> str:
     return split
 
 
-def main_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats) -> list[str]:
+def main_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats,
+                table: TableWriter = md_table) -> list[str]:
     """Table 2 (table-to-text) and Table 3 (summarization) layouts: full-data, unfiltered runs."""
     full = scores[_is_full(scores)] if not scores.empty else scores
     out: list[str] = []
@@ -260,11 +285,12 @@ def main_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats) ->
         for (dataset, split), frame in blocks:
             out += [f"### {dataset_name(dataset)} ({_split_title(split)})", ""]
             cells = aggregate(frame, CELL_KEYS)
-            out += score_table(cells, _runs_of(runs, frame), stats=stats) + [""]
+            out += score_table(cells, _runs_of(runs, frame), stats=stats, table=table) + [""]
     return out
 
 
-def extrapolation_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats) -> list[str]:
+def extrapolation_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats,
+                         table: TableWriter = md_table) -> list[str]:
     """Table 4 layout: runs trained on one part of the data and scored on another."""
     part = scores[scores["scenario"].notna()] if not scores.empty else scores
     blocks = _blocks(part, ["dataset", "scenario", "train_size", "split"])
@@ -275,11 +301,11 @@ def extrapolation_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: Ref
         size_text = "" if size is None or (isinstance(size, float) and math.isnan(size)) else f", {int(size)} training examples"
         out += [f"### {dataset_name(dataset)}: {scenario} ({split}{size_text})", ""]
         cells = aggregate(frame, CELL_KEYS)
-        out += score_table(cells, _runs_of(runs, frame), stats=stats) + [""]
+        out += score_table(cells, _runs_of(runs, frame), stats=stats, table=table) + [""]
     return out
 
 
-def table5(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats) -> list[str]:
+def table5(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats, table: TableWriter = md_table) -> list[str]:
     """Table 5 layout: embedding-only vs infix vs prefix, by length (full-data table-to-text)."""
     if scores.empty or not scores["method"].isin(["embedding_only", "infix"]).any():
         return []
@@ -301,7 +327,7 @@ def table5(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats) -> list
             ("kind", lambda r: TABLE5_KINDS.get(str(r["method"].iloc[0]), str(r["method"].iloc[0])) if len(r) else "-"),
             ("length", lambda r: _length_text(r["length"])),
         ]
-        out += score_table(cells, _runs_of(runs, frame), stats=stats, lead=lead) + [""]
+        out += score_table(cells, _runs_of(runs, frame), stats=stats, lead=lead, table=table) + [""]
     return out
 
 
@@ -319,7 +345,7 @@ def primary_group(frame: pd.DataFrame) -> str:
     return "all" if "all" in groups else min(groups, key=ref.group_sort_key)
 
 
-def low_data_tables(scores: pd.DataFrame) -> list[str]:
+def low_data_tables(scores: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """The numbers behind Figure 3: the primary metric by training size, one row per method."""
     part = scores[scores["train_size"].notna() & scores["scenario"].isna()] if not scores.empty else scores
     blocks = _blocks(part, ["dataset", "split"])
@@ -343,7 +369,7 @@ def low_data_tables(scores: pd.DataFrame) -> list[str]:
         for model, row_label, _ in _row_order(cells):
             rows.append([row_label, model, *[fmt_cell(index.get((model, row_label, s)), scale, decimals, None)
                                              for s in sizes]])
-        out += md_table(["method", "model", *[f"{s} examples" for s in sizes]], rows, numeric_from=2) + [""]
+        out += table(["method", "model", *[f"{s} examples" for s in sizes]], rows, numeric_from=2) + [""]
     return out
 
 
@@ -365,7 +391,7 @@ CONTENDED_TIMES = {"train_other_cpu": ("train_time_s", "step_time_median_s", "to
                    "decode_other_cpu": ("decode_time_s",)}
 
 
-def efficiency_table(runs: pd.DataFrame) -> list[str]:
+def efficiency_table(runs: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """Trained/stored parameters and measured costs per method (mean over its runs)."""
     done = runs[runs["status"] == "done"]
     if done.empty:
@@ -403,15 +429,15 @@ def efficiency_table(runs: pd.DataFrame) -> list[str]:
         line.append(str(len(g)))
         rows.append(line)
     headers = ["method", "model", "data", "trained", "stored", *[h for _, h, _ in COST_COLUMNS], "n"]
-    out += md_table(headers, rows, numeric_from=3) + ["", compute_line(done), ""]
-    out += patience_note(done)
+    out += table(headers, rows, numeric_from=3) + ["", compute_line(done), ""]
+    out += patience_note(done, table=table)
     if flagged:
         out += [(f"†: measured while other processes used more than {CONTENDED:.0%} of the machine's CPU (mean "
                  "over the row's runs): the time is inflated and not comparable with unmarked rows."), ""]
     return out
 
 
-def patience_note(done: pd.DataFrame) -> list[str]:
+def patience_note(done: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """Which runs used train.patience (early stopping that ends training), and where they stopped:
     their training time is not that of the full step budget."""
     from pathlib import Path
@@ -434,7 +460,7 @@ def patience_note(done: pd.DataFrame) -> list[str]:
         return []
     return [(f"Runs with train.patience ({len(rows)}): training stopped after that many dev-loss evaluations "
              "without a new best; the other runs trained every scheduled step and kept their best dev-loss state."),
-            "", *md_table(["method", "data", "patience", "steps trained", "best step"], rows, numeric_from=2), ""]
+            "", *table(["method", "data", "patience", "steps trained", "best step"], rows, numeric_from=2), ""]
 
 
 def compute_line(done: pd.DataFrame) -> str:
