@@ -436,6 +436,8 @@ SILENT = [
          _on_data(WEBNLG, "eval_splits: [test]",
                   "eval_splits: [test]\n    train_sizes: [5000]\n    train_filter: {category: [Airport]}", "run"),
          ("datasets[0].train_sizes: 5000 is larger than", "after train_filter")),
+    Case("train-size-leaves-no-dev-split", _suite("eval_splits: [test]", "eval_splits: [test]\n    train_sizes: [20]"),
+         ("datasets[0]: train size 20, subset 0", "for a dev split of 6", "lower train_size or dev_fraction")),
     Case("data-not-reachable-is-a-note", _no_data_here, (), rc=0,
          warns=("datasets[0] (webnlg): train_sizes not checked", "no webnlg/ folder")),
     Case("model-unknown-alias", _suite("model: tiny-gpt2", "model: no-such-model"),
