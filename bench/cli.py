@@ -8,6 +8,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from bench.errors import BenchError
 
@@ -46,8 +47,28 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_memory_errors() -> None:
+    """A worker thread that cannot start or runs out of memory reports it through these hooks
+    before the main thread sees its MemoryError; that one becomes the one-line error, so the
+    threads' reports would only repeat it as noise."""
+    import threading
+
+    unraisable, thread_hook = sys.unraisablehook, threading.excepthook
+
+    def drop_unraisable(u: Any) -> None:
+        if not isinstance(u.exc_value, MemoryError):
+            unraisable(u)
+
+    def drop_thread(a: Any) -> None:
+        if not isinstance(a.exc_value, MemoryError):
+            thread_hook(a)
+
+    sys.unraisablehook, threading.excepthook = drop_unraisable, drop_thread
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_memory_errors()
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:

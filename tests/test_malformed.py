@@ -669,3 +669,15 @@ def test_mutated_suites_never_traceback(tmp_path: Path) -> None:
             rejected += 1
             assert all(line.startswith(str(path)) for line in str(e).splitlines()), str(e)
     assert rejected > 150  # most mutations are mistakes, and they are reported
+
+
+def test_java_that_cannot_start_is_one_line_naming_the_memory_limit() -> None:
+    """Under a memory limit the JVM exits 1, often with nothing on stderr (`bench score` then said
+    only "CoreNLP PTBTokenizer failed: 1")."""
+    from bench.metrics.meteor import java_failure
+
+    silent = java_failure("CoreNLP PTBTokenizer", 1, b"")
+    assert "Java could not start" in silent and "ulimit -v" in silent and "\n" not in silent
+    heap = java_failure("METEOR", 1, b"Error occurred during initialization of VM\nCould not reserve enough space\n")
+    assert "Java could not start" in heap and "Could not reserve enough space" in heap
+    assert java_failure("METEOR", 3, b"Exception in thread main\nbad input line 4\n") == "METEOR failed: bad input line 4"

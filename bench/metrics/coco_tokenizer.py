@@ -289,7 +289,7 @@ def jar_ptb_lines(lines: Sequence[str]) -> list[str]:
 
     Runs the jar once on the lines joined by newlines, as pycocoevalcap does.
     """
-    from bench.metrics.meteor import java_executable
+    from bench.metrics.meteor import java_executable, java_failure
 
     if not lines:
         return []
@@ -303,8 +303,7 @@ def jar_ptb_lines(lines: Sequence[str]) -> list[str]:
             check=False,
         )
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise BenchError(f"CoreNLP PTBTokenizer failed: {tail[-1] if tail else proc.returncode}")
+        raise BenchError(java_failure("CoreNLP PTBTokenizer", proc.returncode, proc.stderr))
     out = proc.stdout.decode("utf-8").split("\n")
     # A trailing empty caption yields no output line; pad so every input has one.
     out += [""] * (len(lines) - len(out))

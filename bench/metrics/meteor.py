@@ -96,6 +96,20 @@ def java_executable() -> str:
     return java
 
 
+def java_failure(what: str, returncode: int, stderr: bytes) -> str:
+    """One line for a Java process that failed: its last stderr line, and where the JVM could
+    not even start (no message, or a heap / class-space reservation that failed: a process
+    memory limit such as ulimit -v), what to raise."""
+    tail = stderr.decode("utf-8", "replace").strip().splitlines()
+    last = tail[-1] if tail else ""
+    if not last or "initialization of VM" in " ".join(tail) or "Could not reserve" in last \
+            or "Could not allocate" in last:
+        return (f"{what}: Java could not start (exit status {returncode}{'; ' + last if last else ''}); "
+                "the JVM reserves its heap and class space up front (several GB of address space): "
+                "raise the process's memory limit (ulimit -v, or the job's memory request)")
+    return f"{what} failed: {last}"
+
+
 def java_available() -> bool:
     """True where METEOR can run (java on PATH and the jar installed); for test skips."""
     try:
