@@ -366,6 +366,7 @@ def model_config(name: str) -> tuple[dict[str, Any] | None, str | None]:
 
 def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     repo, _, rev = name.partition("@")  # "gpt2-medium@<commit>" pins a hub revision
@@ -378,6 +379,12 @@ def _load_pretrained(name: str) -> tuple[torch.nn.Module, Any, str]:
         tok = AutoTokenizer.from_pretrained(repo, **kw)
         cls = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
         model = cls.from_pretrained(repo, dtype=torch.float32, **kw)
+    except SafetensorError as e:
+        # the files are there but damaged (a partial download, a bad copy): not the hub's fault
+        raise ModelUnavailableError(
+            f"model {name!r} cannot be loaded: its weights are unreadable (safetensors: "
+            f"{str(e).splitlines()[0][:120]}); download or copy the model again"
+        ) from None
     except (OSError, ValueError) as e:
         raise ModelUnavailableError(
             f"model {name!r} cannot be loaded (no Hugging Face hub access and no local copy: "

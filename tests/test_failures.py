@@ -113,6 +113,9 @@ def test_missing_model_file_fails_its_runs_only(tmp_path, monkeypatch):
     broken = tmp_path / "my-model"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "gpt2", "n_embd": 32, "n_layer": 2, "n_head": 4}')
+    # weights present but unreadable: `bench validate` reads no weights, so only loading finds out
+    # (a folder without any weights file is refused before any run: tests/test_malformed.py)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
     suite = write_suite(tmp_path, model=f"[tiny-gpt2, {broken}]", methods="  - {label: adapter, method: adapter}\n")
     outcomes = run_suite(suite=suite, results=tmp_path / "results", quiet=True)
     assert sorted(o.status for o in outcomes) == ["done", "failed"]

@@ -73,13 +73,25 @@ def _expand(suite: Path, data_dir: str | None) -> tuple[str, list[str], list, tu
     from bench import expansion_cache
     from bench.checks import validate_suite
     from bench.datasets.paths import resolve_data_dir
+    from bench.errors import BenchError
+    from bench.models import check_available
 
     warnings: list[str] = []
-    try:
-        s, specs = validate_suite(suite, data_dir=resolve_data_dir(data_dir), warnings=warnings)
-    finally:
+
+    def warn() -> None:
         for w in warnings:
             print(f"bench: warning: {w}", file=sys.stderr)
+
+    try:
+        s, specs = validate_suite(suite, data_dir=resolve_data_dir(data_dir), warnings=warnings)
+    except BenchError:
+        warn()
+        raise
+    # A model `bench validate` could only warn about (hub unreachable, nothing cached) stops the
+    # run here with its one-line fix; its "not checked" warning would only repeat that line.
+    for model in s.models:
+        check_available(model)
+    warn()
     expansion_cache.save(suite, s.name, list(s.models), specs)
     return s.name, list(s.models), specs, s.log_to
 
