@@ -85,16 +85,19 @@ def _check_model(model: str, specs: Sequence[RunSpec], found: Findings) -> None:
         found.warnings.append(f"model: {warning}")
     if config is None:
         return
-    kind = config.get("model_type")
-    refused: dict[str, tuple[str, ...]] = {}
+    from bench.methods._arch import refusal
+
+    refused: dict[str, str] = {}
     for sp in specs:
-        archs = getattr(METHODS.get(sp.method), "architectures", None)
-        if archs is not None and kind not in archs:
-            refused.setdefault(sp.method_label.split("[")[0], archs)
-    for label, archs in refused.items():
+        needs = getattr(METHODS.get(sp.method), "needs", None)
+        label = sp.method_label.split("[")[0]
+        if needs is not None and label not in refused:
+            reason = refusal(config, needs)
+            if reason is not None:
+                refused[label] = reason
+    for label, reason in refused.items():
         method = next(sp.method for sp in specs if sp.method_label.split("[")[0] == label)
-        found.problems.append(f"methods: {label!r} ({method}) cannot wrap model {model!r}, a {kind} model; "
-                              f"{method} supports {', '.join(archs)}")
+        found.problems.append(f"methods: {label!r} ({method}) cannot wrap model {model!r}: {reason}")
     limit = _positions(config)
     if limit is not None:
         over = sorted({sp.decode.max_new_tokens for sp in specs if sp.decode.max_new_tokens > limit})

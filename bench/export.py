@@ -143,18 +143,18 @@ def lora_to_peft(base: torch.nn.Module, state: Mapping[str, torch.Tensor], confi
     from peft import LoraConfig, get_peft_model
 
     from bench.methods._arch import arch_of
-    from bench.methods.lora import DEFAULT_TARGETS
     from bench.methods.lora import LoraConfig as OurLora
+    from bench.methods.lora import default_targets, fan_in_fan_out
 
     ours = OurLora(**config)  # the run's config with defaults, validated as the run was
     arch = arch_of(base)
-    targets = list(ours.target_modules or DEFAULT_TARGETS[arch.kind])
+    targets = list(ours.target_modules or default_targets(arch))
     model = get_peft_model(
         base,
         LoraConfig(
             task_type="SEQ_2_SEQ_LM" if base.config.is_encoder_decoder else "CAUSAL_LM",
             r=ours.r, lora_alpha=ours.alpha, lora_dropout=ours.dropout,
-            target_modules=targets, fan_in_fan_out=arch.kind == "gpt2", bias="none",
+            target_modules=targets, fan_in_fan_out=fan_in_fan_out(base, tuple(targets)), bias="none",
         ),
     )  # fmt: skip
     # ours: base.<module path>.lora_A.default.weight; PEFT: base_model.model.<same>

@@ -173,9 +173,11 @@ class Method(Protocol):
     ``Config`` is a frozen dataclass whose fields (with defaults) are the method's
     hyper-parameters in a suite (``length``, ``mlp_width``, ``bottleneck``...). ``apply``
     freezes what the method freezes and returns the ``Tuned`` wrapper. ``tokenizer`` is
-    passed for methods that initialise from real words. An optional ``architectures`` (a
-    tuple of config ``model_type`` names) lists the models it can wrap, so `bench validate`
-    refuses the others before a run loads one; without it, any model.
+    passed for methods that initialise from real words. An optional ``needs`` says what
+    ``bench.methods._arch`` must find in a model for the method to wrap it: "layout" (blocks,
+    projections, norms) or "attention" (also the prefix attention route), so `bench validate`
+    refuses the others, from the model's structure without its weights, before a run loads
+    one; without it, any model.
     """
 
     name: ClassVar[str]

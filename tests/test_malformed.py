@@ -337,13 +337,18 @@ def _on_data(text: str, old: str, new: str, cmd: str = "validate") -> Callable[[
     return make
 
 
-def _qwen2_folder(tmp: Path) -> list:
-    """A local model folder of an architecture no training method lays out (config + weights file)."""
-    folder = tmp / "tiny-qwen2"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2", "max_position_embeddings": 512}))
-    (folder / "model.safetensors").write_bytes(b"")
-    return ["validate", suite_with(tmp, "model: tiny-gpt2", f"model: {folder}")]
+def _model_folder(config: dict, prefix: bool = False) -> Callable[[Path], list]:
+    """A local model folder (config + an empty weights file): what bench validate sees of it."""
+    def make(tmp: Path) -> list:
+        folder = tmp / "model"
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "model.safetensors").write_bytes(b"")
+        p = suite_with(tmp, "model: tiny-gpt2", f"model: {folder}")
+        if prefix:
+            p.write_text(p.read_text().replace("method: lora", "method: prefix").replace("{r: 2}", "{length: 3}"))
+        return ["validate", p]
+    return make
 
 
 def _no_data_here(tmp: Path) -> list:
@@ -448,8 +453,11 @@ SILENT = [
          ("model '/etc'", "no config.json")),
     Case("model-folder-missing", _suite("model: tiny-gpt2", "model: ./no/such/folder"),
          ("model './no/such/folder'", "no such folder")),
-    Case("model-architecture-unsupported", _qwen2_folder,
-         ("'finetune' (full) cannot wrap", "a qwen2 model", "supports gpt2, llama, bart"), lines=2),
+    Case("model-architecture-not-a-generator", _model_folder({"model_type": "bert"}),
+         ("'finetune' (full) cannot wrap", "model_type 'bert'"), lines=2),
+    Case("model-architecture-found-from-its-structure", _model_folder({"model_type": "qwen2"}), (), rc=0, lines=0),
+    Case("model-attention-not-for-the-prefix", _model_folder({"model_type": "gemma2"}, prefix=True),
+         ("'lora' (prefix) cannot wrap", "gemma2 soft-caps its attention logits")),
     Case("model-hub-id-offline-is-a-warning", _suite("model: tiny-gpt2", "model: someone/some-model"), (), rc=0,
          warns=("model 'someone/some-model': not checked", "hub is unreachable"), patch=_offline),
     Case("checkpoint-every-negative", _suite("max_steps: 2,", "max_steps: 2, checkpoint_every: -5,"),

@@ -1,10 +1,13 @@
-"""The method contract, for every registered method on tiny GPT-2, Llama and BART.
+"""The method contract, for every registered method on every tested architecture.
 
+Tiny random models built from each architecture's transformers config (``bench.models``):
+GPT-2, Llama, Qwen2, Qwen3, Mistral, Gemma 3, Phi-3, OLMo 2, GPT-NeoX, OPT (decoder-only),
+BART and T5 (encoder-decoder), and Gemma 2 for the methods that do not need the prefix route.
 For each (method, model): the trained and stored counts equal an expected count computed
-here from the model's configuration (closed forms per method, not a re-sum of the
-method's own parameters); one AdamW step moves only the method's parameters; the stored
-state, through a safetensors file into a fresh wrapper, gives identical logits; greedy
-``generate`` agrees with the forward pass.
+here from the model's configuration (closed forms per architecture and method, not a re-sum
+of the method's own parameters); one AdamW step moves exactly the method's parameters; the
+stored state, through a safetensors file into a fresh wrapper, gives identical logits;
+greedy ``generate`` agrees with the forward pass.
 """
 
 from __future__ import annotations
@@ -20,7 +23,14 @@ from bench.errors import BenchError
 from bench.models import load_model
 from bench.registry import METHODS
 
-MODELS = ("tiny-gpt2", "tiny-llama", "tiny-bart")
+MODELS = (
+    "tiny-gpt2", "tiny-llama", "tiny-bart", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma3",
+    "tiny-phi3", "tiny-olmo2", "tiny-gpt-neox", "tiny-opt", "tiny-t5", "tiny-gemma2",
+)  # fmt: skip
+# Methods whose key/values enter through the attention registry; Gemma 2 soft-caps its
+# attention logits, which that route cannot do: refused (test_prefix_route_refusal_is_one_line).
+PREFIX_ROUTE = {"prefix", "infix", "embedding_only"}
+NO_PREFIX_ROUTE = {"tiny-gemma2"}
 
 # Configs under test per method (default: the method's defaults). Tiny models have two
 # decoder blocks, so top-k uses k=1 to tell "top blocks" from "all blocks".
@@ -32,54 +42,54 @@ CASES: dict[str, list[dict[str, Any]]] = {
     "infix": [{"length": 4, "mlp_width": 16}],
     "embedding_only": [{}],
 }
-# (method, config index) -> models it does not apply to (GPT-2 has no v_proj).
-NOT_FOR = {("lora", 1): {"tiny-gpt2"}}
+# (method, config index) -> models it does not apply to (fused query/key/value: no v_proj).
+NOT_FOR = {("lora", 1): {"tiny-gpt2", "tiny-gpt-neox", "tiny-phi3", "tiny-t5"}}
 
 
 # --------------------------------------------------------------- closed-form counts
 
 
 def _dims(c: Any) -> dict[str, int]:
-    """Sizes of a tiny model, read from its HF config."""
-    if c.model_type == "gpt2":
-        return {
-            "d": c.n_embd,
-            "L": c.n_layer,
-            "V": c.vocab_size,
-            "P": c.n_positions,
-            "F": c.n_inner or 4 * c.n_embd,
-        }
-    if c.model_type == "llama":
-        hd = c.hidden_size // c.num_attention_heads
-        return {
-            "d": c.hidden_size,
-            "L": c.num_hidden_layers,
-            "V": c.vocab_size,
-            "F": c.intermediate_size,
-            "kv": c.num_key_value_heads * hd,
-            "tied": int(c.tie_word_embeddings),
-        }
-    return {
-        "d": c.d_model,
-        "Le": c.encoder_layers,
-        "L": c.decoder_layers,
-        "V": c.vocab_size,
-        "P": c.max_position_embeddings,
-        "F": c.decoder_ffn_dim,
-    }
+    """Sizes of a tiny model, read from its HF config. ``q``/``kv``: the width of one layer's
+    queries / keys (= values); they differ from ``d`` with grouped key/value heads or an
+    explicit head dim."""
+    t = c.model_type
+    if t == "gpt2":
+        d = c.n_embd
+        return {"d": d, "L": c.n_layer, "V": c.vocab_size, "P": c.n_positions, "F": c.n_inner or 4 * d,
+                "q": d, "kv": d, "tied": 1}
+    if t == "bart":
+        d = c.d_model
+        return {"d": d, "Le": c.encoder_layers, "L": c.decoder_layers, "V": c.vocab_size,
+                "P": c.max_position_embeddings, "F": c.decoder_ffn_dim, "q": d, "kv": d, "tied": 1}
+    if t == "t5":
+        inner = c.num_heads * c.d_kv
+        return {"d": c.d_model, "Le": c.num_layers, "L": c.num_decoder_layers, "V": c.vocab_size, "F": c.d_ff,
+                "q": inner, "kv": inner, "H": c.num_heads, "B": c.relative_attention_num_buckets,
+                "tied": int(c.tie_word_embeddings)}
+    d, heads = c.hidden_size, c.num_attention_heads
+    hd = getattr(c, "head_dim", None) or d // heads
+    kv_heads = getattr(c, "num_key_value_heads", None) or heads
+    return {"d": d, "L": c.num_hidden_layers, "V": c.vocab_size, "P": c.max_position_embeddings,
+            "F": c.ffn_dim if t == "opt" else c.intermediate_size, "hd": hd, "q": heads * hd,
+            "kv": kv_heads * hd, "tied": int(c.tie_word_embeddings)}  # fmt: skip
 
 
 def _gpt2_block(d: int, F: int) -> int:
-    # ln_1, c_attn (d -> 3d), c_proj, ln_2, c_fc, mlp c_proj; all with biases
+    # ln_1, c_attn (d -> 3d), c_proj, ln_2, c_fc, mlp c_proj; all with biases (GPT-NeoX: the
+    # same sizes: two LayerNorms, query_key_value, dense, dense_h_to_4h, dense_4h_to_h)
     return 2 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d + (d * F + F) + (F * d + d)
 
 
-def _llama_block(d: int, F: int, kv: int) -> int:
-    # q, k, v, o without biases; gate/up/down; two RMSNorms
-    return d * d + 2 * d * kv + d * d + 3 * d * F + 2 * d
+def _llama_block(d: int, F: int, kv: int, q: int | None = None) -> int:
+    # q, k, v, o without biases; gate/up/down; two RMSNorms (Phi-3's fused qkv_proj and
+    # gate_up_proj have the same sizes)
+    q = d if q is None else q
+    return d * q + 2 * d * kv + q * d + 3 * d * F + 2 * d
 
 
 def _bart_encoder_block(d: int, F: int) -> int:
+    # (OPT's decoder block has the same sizes: k, v, q, out with biases, two LayerNorms, fc1, fc2)
     return 4 * (d * d + d) + 2 * d + (d * F + F) + (F * d + d) + 2 * d
 
 
@@ -87,22 +97,68 @@ def _bart_decoder_block(d: int, F: int) -> int:
     return _bart_encoder_block(d, F) + 4 * (d * d + d) + 2 * d  # + cross-attention and its norm
 
 
+def _t5_encoder_block(d: int, F: int, q: int) -> int:
+    # q, k, v, o without biases; wi, wo; two weight-only norms (relative bias: block 0 only)
+    return 4 * d * q + d * F + F * d + 2 * d
+
+
+def _t5_decoder_block(d: int, F: int, q: int) -> int:
+    return _t5_encoder_block(d, F, q) + 4 * d * q + d  # + cross-attention and its norm
+
+
+def block_params(c: Any) -> int:
+    """Parameters of the top decoder block."""
+    k, t = _dims(c), c.model_type
+    d, F, q, kv = k["d"], k["F"], k["q"], k["kv"]
+    if t in ("gpt2", "gpt_neox"):
+        return _gpt2_block(d, F)
+    if t in ("llama", "mistral", "phi3"):
+        return _llama_block(d, F, kv, q)
+    if t == "qwen2":  # biases on q, k, v
+        return _llama_block(d, F, kv, q) + q + 2 * kv
+    if t == "qwen3":  # per-head RMSNorms of queries and keys
+        return _llama_block(d, F, kv, q) + 2 * k["hd"]
+    if t == "gemma3_text":  # four RMSNorms per block, per-head q/k norms
+        return _llama_block(d, F, kv, q) + 2 * d + 2 * k["hd"]
+    if t == "gemma2":  # four RMSNorms per block
+        return _llama_block(d, F, kv, q) + 2 * d
+    if t == "olmo2":  # q/k RMSNorms over the whole projection
+        return _llama_block(d, F, kv, q) + q + kv
+    if t == "opt":
+        return _bart_encoder_block(d, F)
+    if t == "t5":
+        return _t5_decoder_block(d, F, q)
+    return _bart_decoder_block(d, F)
+
+
+def final_norm_params(c: Any) -> int:
+    t, d = c.model_type, _dims(c)["d"]
+    if t in ("gpt2", "gpt_neox", "opt"):  # LayerNorm: weight and bias
+        return 2 * d
+    return 0 if t == "bart" else d  # BART is post-LN; RMSNorm / T5's norm: weight only
+
+
 def total_params(c: Any) -> int:
     """Every parameter of the base model, from the architecture's formula."""
-    k = _dims(c)
+    k, t = _dims(c), c.model_type
     d = k["d"]
-    if c.model_type == "gpt2":  # wte (tied to lm_head), wpe, blocks, ln_f
+    if t == "gpt2":  # wte (tied to lm_head), wpe, blocks, ln_f
         return k["V"] * d + k["P"] * d + k["L"] * _gpt2_block(d, k["F"]) + 2 * d
-    if c.model_type == "llama":  # embeddings, lm_head unless tied, blocks, final norm
-        return k["V"] * d * (2 - k["tied"]) + k["L"] * _llama_block(d, k["F"], k["kv"]) + d
-    # shared embeddings (tied), two learned position tables (offset 2), two embedding norms
-    return (
-        k["V"] * d
-        + 2 * (k["P"] + 2) * d
-        + 2 * 2 * d
-        + k["Le"] * _bart_encoder_block(d, k["F"])
-        + k["L"] * _bart_decoder_block(d, k["F"])
-    )
+    if t == "bart":
+        # shared embeddings (tied), two learned position tables (offset 2), two embedding norms
+        return (
+            k["V"] * d
+            + 2 * (k["P"] + 2) * d
+            + 2 * 2 * d
+            + k["Le"] * _bart_encoder_block(d, k["F"])
+            + k["L"] * _bart_decoder_block(d, k["F"])
+        )
+    if t == "t5":  # shared embeddings, blocks, a relative bias table per stack, two final norms
+        return (k["V"] * d * (2 - k["tied"]) + k["Le"] * _t5_encoder_block(d, k["F"], k["q"])
+                + k["L"] * _t5_decoder_block(d, k["F"], k["q"]) + 2 * k["H"] * k["B"] + 2 * d)
+    positions = (k["P"] + 2) * d if t == "opt" else 0  # OPT's learned positions (offset 2)
+    # embeddings, lm_head unless tied, blocks, final norm
+    return k["V"] * d * (2 - k["tied"]) + positions + k["L"] * block_params(c) + final_norm_params(c)
 
 
 def expect_full(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
@@ -111,16 +167,10 @@ def expect_full(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 def expect_top_k(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
-    k, d = _dims(c), _dims(c)["d"]
-    top = cfg.get("k", 2)
-    if c.model_type == "gpt2":
-        n = top * _gpt2_block(d, k["F"]) + 2 * d
-    elif c.model_type == "llama":
-        n = top * _llama_block(d, k["F"], k["kv"]) + d
-    else:  # BART: decoder blocks only, no separate final norm
-        n = top * _bart_decoder_block(d, k["F"])
+    # the top k decoder blocks and the final norm (BART: none)
+    n = cfg.get("k", 2) * block_params(c) + final_norm_params(c)
     if cfg.get("train_embeddings"):
-        n += k["V"] * d
+        n += _dims(c)["V"] * _dims(c)["d"]
     return n, n
 
 
@@ -135,26 +185,25 @@ def expect_adapter(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
 
 
 def expect_lora(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
-    k, d, r = _dims(c), _dims(c)["d"], cfg.get("r", 4)
-    targets = cfg.get("target_modules")
-    if c.model_type == "gpt2":  # c_attn: d -> 3d; A is r x d, B is 3d x r
-        n = k["L"] * r * (d + 3 * d)
-    elif c.model_type == "llama":
-        per = {"q_proj": r * (d + d), "v_proj": r * (d + k["kv"])}
-        n = k["L"] * sum(per[t] for t in targets or ["q_proj", "v_proj"])
-    else:  # every attention: encoder self, decoder self and cross
-        attentions = k["Le"] + 2 * k["L"]
-        n = attentions * len(targets or ["q_proj", "v_proj"]) * r * (d + d)
-    return n, n
+    """A is r x in, B is out x r for each target of each attention."""
+    k, d, r, t = _dims(c), _dims(c)["d"], cfg.get("r", 4), c.model_type
+    if t in ("gpt2", "gpt_neox"):  # the fused query/key/value projection: d -> 3d
+        return (n := k["L"] * r * (d + 3 * d)), n
+    if t == "phi3":  # qkv_proj: d -> q + 2 kv
+        return (n := k["L"] * r * (d + k["q"] + 2 * k["kv"])), n
+    per = {"q": r * (d + k["q"]), "v": r * (d + k["kv"])}
+    targets = [m.removesuffix("_proj") for m in cfg.get("target_modules") or ["q", "v"]]
+    attentions = k["L"] + (k["Le"] + k["L"] if "Le" in k else 0)  # + encoder self and cross
+    return (n := attentions * sum(per[m] for m in targets)), n
 
 
 def _prefix_roles(c: Any, roles: tuple[str, ...]) -> list[tuple[int, int]]:
     """(layers, key/value width) of each attention role that gets its own key/values."""
     k = _dims(c)
-    if c.model_type != "bart":
-        return [(k["L"], k.get("kv", k["d"]))]
+    if "Le" not in k:
+        return [(k["L"], k["kv"])]
     layers = {"encoder": k["Le"], "decoder": k["L"], "cross": k["L"]}
-    return [(layers[r], k["d"]) for r in roles]
+    return [(layers[r], k["kv"]) for r in roles]
 
 
 def _kv_method(c: Any, cfg: dict[str, Any], roles: tuple[str, ...]) -> tuple[int, int]:
@@ -170,12 +219,12 @@ def _kv_method(c: Any, cfg: dict[str, Any], roles: tuple[str, ...]) -> tuple[int
 
 
 def expect_prefix(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
-    # BART: encoder self-attention, decoder self-attention, decoder cross-attention
+    # encoder-decoder: encoder self-attention, decoder self-attention, decoder cross-attention
     return _kv_method(c, cfg, ("encoder", "decoder", "cross"))
 
 
 def expect_infix(c: Any, cfg: dict[str, Any]) -> tuple[int, int]:
-    # BART: [x; INFIX] is the encoder's sequence: encoder self-attention and cross-attention
+    # encoder-decoder: [x; INFIX] is the encoder's sequence: encoder self-attention and cross
     return _kv_method(c, cfg, ("encoder", "cross"))
 
 
@@ -203,6 +252,8 @@ def _cases() -> list[Any]:
         for i, cfg in enumerate(CASES.get(method, [{}])):
             for model in MODELS:
                 if model in NOT_FOR.get((method, i), ()):
+                    continue
+                if method in PREFIX_ROUTE and model in NO_PREFIX_ROUTE:
                     continue
                 tag = ",".join(f"{k}={v}" for k, v in cfg.items())
                 out.append(pytest.param(method, cfg, model, id=f"{method}[{tag}]-{model}"))
@@ -407,3 +458,37 @@ def test_fresh_adapter_is_the_identity() -> None:
     for design in ("lin", "houlsby"):
         _, tuned = wrap("adapter", {"design": design, "bottleneck": 4}, "tiny-bart")
         assert torch.equal(logits_of(tuned, batch), base_logits)
+
+
+@pytest.mark.parametrize("method", sorted(PREFIX_ROUTE))
+def test_prefix_route_refusal_is_one_line(method: str) -> None:
+    """Gemma 2 soft-caps attention logits; sdpa (the prefix's route) cannot: refused on apply."""
+    lm = load_model("tiny-gemma2")
+    m = METHODS.get(method)()
+    with pytest.raises(BenchError) as e:
+        m.apply(lm.model, lm.tokenizer, m.Config())
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"{method}: ") and "Gemma2ForCausalLM" in msg and "soft-caps" in msg
+
+
+def test_validate_answers_from_the_discovered_layout() -> None:
+    """bench validate's question (bench.checks), answered from configs alone (meta device)."""
+    import time
+
+    from bench.methods._arch import refusal
+    from bench.models import model_config
+
+    for name in MODELS:
+        config, _ = model_config(name)
+        assert refusal(config, "layout") is None, name
+        route = refusal(config, "attention")
+        assert (route is not None) == (name in NO_PREFIX_ROUTE), (name, route)
+    # a full-size config of an untested family with a Llama layout, without its weights
+    t0 = time.perf_counter()
+    assert refusal({"model_type": "starcoder2", "num_hidden_layers": 30, "hidden_size": 3072}, "attention") is None
+    assert time.perf_counter() - t0 < 20
+    bert = refusal({"model_type": "bert"}, "layout")
+    assert bert is not None and "model_type 'bert'" in bert and "\n" not in bert
+    unknown = refusal({"model_type": "no-such-arch"}, "layout")
+    assert unknown is not None and "'no-such-arch'" in unknown

@@ -2,8 +2,9 @@
 
 Prefix-tuning (Li & Liang 2021) gives every attention layer L extra key/value positions in
 front of the input. The authors (and PEFT) pass them as cached ``past_key_values``, which
-reaches only self-attention of a decoder. Here the prefix enters one level lower: GPT-2,
-Llama and BART all call the function registered in transformers' ``AttentionInterface``
+reaches only self-attention of a decoder. Here the prefix enters one level lower: most
+current architectures (GPT-2, the Llama family, GPT-NeoX, OPT, BART, T5; see
+``bench.methods._arch``) call the function registered in transformers' ``AttentionInterface``
 under ``config._attn_implementation``; :func:`install` switches a model to ours
 (``"prefix_sdpa"``), which prepends the key/values of the module it is called for, extends
 the mask over them and calls transformers' own sdpa function. That reaches encoder
@@ -32,7 +33,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-from bench.methods._arch import arch_of
+from bench.errors import BenchError
+from bench.methods._arch import require_prefix_route
 
 IMPLEMENTATION = "prefix_sdpa"
 
@@ -179,6 +181,11 @@ def prefix_sdpa_attention(
     pk = _expand(entry.key, batch).to(key.dtype)
     pv = _expand(entry.value, batch).to(value.dtype)
     cols = _prefix_columns(entry, batch, q_len, kv_len, key.device)
+    bias = kwargs.get("position_bias")
+    if bias is not None:
+        # T5 adds a relative position bias to the scores: the prefix slots have no position
+        # relative to the input, so their bias is zero (the key/values alone set their weight).
+        kwargs["position_bias"] = torch.cat([bias.new_zeros(*bias.shape[:-1], n_prefix), bias], dim=-1)
 
     if attention_mask is None:
         causal = kwargs.get("is_causal")
@@ -200,10 +207,11 @@ def prefix_sdpa_attention(
             cols = torch.zeros((), dtype=attention_mask.dtype, device=key.device).masked_fill(
                 ~cols, torch.finfo(attention_mask.dtype).min
             )
+        heads = max(attention_mask.shape[1], cols.shape[1])
         attention_mask = torch.cat(
             [
-                cols.expand(rows, 1, q_rows, n_prefix),
-                attention_mask.expand(rows, attention_mask.shape[1], q_rows, kv_len),
+                cols.expand(rows, heads, q_rows, n_prefix),
+                attention_mask.expand(rows, heads, q_rows, kv_len),
             ],
             dim=-1,
         )
@@ -224,43 +232,43 @@ AttentionInterface.register(IMPLEMENTATION, prefix_sdpa_attention)
 AttentionMaskInterface.register(IMPLEMENTATION, sdpa_mask)
 
 
-def _kv_shape(module: nn.Module, config: Any, kind: str) -> tuple[int, int]:
-    """(key/value heads, head dim): Llama-family attention may have fewer key/value heads
-    than query heads (grouped query attention); the prefix is sized by the former."""
-    if kind == "llama":
-        return int(config.num_key_value_heads), int(module.head_dim)
-    return int(module.num_heads), int(module.head_dim)
+def _kv_shape(module: nn.Module, config: Any) -> tuple[int, int]:
+    """(key/value heads, head dim) of one attention module. Grouped-query attention (Llama
+    family, Qwen, Mistral, Gemma, Phi-3, OLMo 2) has fewer key/value heads than query heads:
+    the prefix is sized by the former. The head dim is the module's own (explicit in Qwen3
+    and Gemma configs, not hidden / heads)."""
+    dim = next((getattr(module, a) for a in ("head_dim", "head_size", "key_value_proj_dim") if hasattr(module, a)), None)
+    heads = getattr(config, "num_key_value_heads", None)
+    if heads is None:
+        heads = next((getattr(module, a) for a in ("num_heads", "n_heads", "num_attention_heads")
+                      if hasattr(module, a)), None)
+    if heads is None:
+        heads = getattr(config, "num_attention_heads", None)
+    if heads is None or dim is None:
+        raise BenchError(f"prefix: the key/value heads or head size of {type(module).__name__} are not found")
+    return int(heads), int(dim)
 
 
-def install(model: nn.Module) -> list[Site]:
+def install(model: nn.Module, method: str = "prefix") -> list[Site]:
     """Switch ``model`` to the prefix attention and list its attention modules by role.
 
     Nothing changes numerically for the bare model: with nothing injected the function is
-    transformers' sdpa. Idempotent.
+    transformers' sdpa. Idempotent. A model the route cannot serve is a one-line BenchError
+    naming ``method``, the model and the reason (before any training).
     """
-    arch = arch_of(model)
+    arch = require_prefix_route(model, method)
     config = model.config
-    if config._attn_implementation != IMPLEMENTATION:
-        config._attn_implementation = IMPLEMENTATION
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    # T5 gives its encoder and decoder stacks copies of the config: switch every copy.
+    for cfg in {id(c): c for c in [config, *(getattr(m, "config", None) for m in model.modules())]
+                if c is not None and hasattr(c, "_attn_implementation")}.values():
+        if cfg._attn_implementation != IMPLEMENTATION:
+            cfg._attn_implementation = IMPLEMENTATION
     sites: list[Site] = []
-
-    def add(role: str, layer: int, module: nn.Module) -> None:
-        heads, dim = _kv_shape(module, config, arch.kind)
-        sites.append(Site(role, layer, module, heads, dim))
-
-    if arch.kind == "gpt2":
-        for i, block in enumerate(arch.decoder_blocks):
-            add("self", i, block.attn)
-    elif arch.kind == "llama":
-        for i, block in enumerate(arch.decoder_blocks):
-            add("self", i, block.self_attn)
-    else:  # bart
-        for i, block in enumerate(arch.stacks["encoder"]):
-            add("encoder", i, block.self_attn)
-        for i, block in enumerate(arch.stacks["decoder"]):
-            add("decoder", i, block.self_attn)
-        for i, block in enumerate(arch.stacks["decoder"]):
-            add("cross", i, block.encoder_attn)
+    for role, modules in arch.attentions.items():
+        for i, module in enumerate(modules):
+            heads, dim = _kv_shape(module, text)
+            sites.append(Site(role, i, module, heads, dim))
     return sites
 
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError, did_you_mean
-from bench.methods._arch import SUPPORTED, Arch, arch_of
+from bench.methods._arch import Arch, arch_of
 from bench.methods.base import WrappedModel, freeze
 from bench.registry import METHODS
 
@@ -188,7 +188,7 @@ class AdapterTuning:
     name: ClassVar[str] = "adapter"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = AdapterConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "layout"  # what bench.methods._arch must find (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: AdapterConfig) -> AdapterModel:
         arch = arch_of(model)

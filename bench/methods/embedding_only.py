@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import SUPPORTED
 from bench.methods._positions import install_position_hook
 from bench.methods._prefix_attention import Site, capturing, install, roles_of
 from bench.methods.base import freeze
@@ -133,7 +132,7 @@ class EmbeddingOnlyTuning:
     name: ClassVar[str] = "embedding_only"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = EmbeddingOnlyConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "attention"  # the layout and the prefix route (bench validate asks)
 
     def apply(
         self, model: nn.Module, tokenizer: Any, config: EmbeddingOnlyConfig
@@ -160,7 +159,7 @@ class EmbeddingOnlyTuning:
                 embedding = table(torch.tensor(ids, device=device)).float().clone()
         sites: list[Site] = []
         if decoder_only:
-            sites = install(model)
+            sites = install(model, "embedding_only")
             install_position_hook(model)
         tuned = EmbeddingOnlyModel(model, sites, embedding, decoder_only=decoder_only)
         tuned.metadata["init"] = config.init

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from bench.methods._arch import SUPPORTED, arch_of
+from bench.methods._arch import arch_of
 from bench.methods.base import WrappedModel
 from bench.registry import METHODS
 
@@ -29,7 +29,7 @@ class FullFineTuning:
     name: ClassVar[str] = "full"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = FullConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "layout"  # what bench.methods._arch must find (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: FullConfig) -> WrappedModel:
         arch_of(model)  # fail early, with the model class, on an unsupported architecture

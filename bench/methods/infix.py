@@ -26,7 +26,6 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from bench.methods._arch import SUPPORTED
 from bench.methods._positions import install_position_hook
 from bench.methods._prefix_attention import Site, install, roles_of
 from bench.methods.base import freeze
@@ -108,12 +107,12 @@ class InfixTuning:
     name: ClassVar[str] = "infix"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = InfixConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "attention"  # the layout and the prefix route (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: InfixConfig) -> InfixModel:
         decoder_only = not model.config.is_encoder_decoder
         freeze(model)
-        sites = install(model)
+        sites = install(model, "infix")
         if decoder_only:
             install_position_hook(model)
             roles: tuple[str, ...] = ("self",)

@@ -6,9 +6,11 @@ is the identity. The layers are injected by PEFT (``peft.inject_adapter_in_model
 A and B train and are stored.
 
 Defaults follow the LoRA paper's GPT-2 medium E2E setting (r=4, alpha=32, dropout 0.1).
-Target modules by architecture when not given: GPT-2 ``c_attn`` (the fused query/key/value
-projection), Llama ``q_proj``/``v_proj``, BART ``q_proj``/``v_proj`` (every attention of
-encoder and decoder, cross-attention included).
+Target modules when not given (:func:`default_targets`, read from the attention module):
+the query and value projections where they are separate (Llama family, OPT, BART ``q_proj``/
+``v_proj``, T5 ``q``/``v``; in encoder-decoders every attention, cross-attention included),
+else the fused query/key/value projection (GPT-2 ``c_attn``, GPT-NeoX ``query_key_value``,
+Phi-3 ``qkv_proj``), as LoRA's paper adapts W_q and W_v.
 """
 
 from __future__ import annotations
@@ -19,15 +21,31 @@ from typing import Any, ClassVar
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import SUPPORTED, arch_of
+from bench.methods._arch import Arch, arch_of
 from bench.methods.base import WrappedModel, freeze
 from bench.registry import METHODS
 
-DEFAULT_TARGETS: dict[str, tuple[str, ...]] = {
-    "gpt2": ("c_attn",),
-    "llama": ("q_proj", "v_proj"),
-    "bart": ("q_proj", "v_proj"),
-}
+SEPARATE = (("q_proj", "v_proj"), ("q", "v"), ("query", "value"))
+FUSED = ("c_attn", "query_key_value", "qkv_proj", "Wqkv", "W_pack")
+
+
+def default_targets(arch: Arch) -> tuple[str, ...]:
+    """The query/value projections of the model's attention (or the fused one)."""
+    first = next(iter(arch.attentions.values()))[0]
+    names = {n for n, _ in first.named_children()}
+    for pair in SEPARATE:
+        if set(pair) <= names:
+            return pair
+    fused = next((n for n in FUSED if n in names), None)
+    if fused is None:
+        raise BenchError(f"lora: no query/value projection found in {type(first).__name__} of {arch.model_class} "
+                         f"(children: {', '.join(sorted(names))}); name target_modules")
+    return (fused,)
+
+
+def fan_in_fan_out(model: nn.Module, targets: tuple[str, ...]) -> bool:
+    """Whether the targets are GPT-2-style Conv1D layers, which store their weight as (in, out)."""
+    return any(type(m).__name__ == "Conv1D" for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in targets)
 
 
 @dataclass(frozen=True)
@@ -84,14 +102,14 @@ class LoraTuning:
     name: ClassVar[str] = "lora"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = LoraConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "layout"  # what bench.methods._arch must find (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: LoraConfig) -> LoraModel:
         from peft import LoraConfig as PeftLoraConfig
         from peft import inject_adapter_in_model
 
         arch = arch_of(model)
-        targets = config.target_modules or DEFAULT_TARGETS[arch.kind]
+        targets = config.target_modules or default_targets(arch)
         present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         missing = [t for t in targets if t not in present]
         if missing:
@@ -116,8 +134,7 @@ class LoraTuning:
             lora_alpha=config.alpha,
             lora_dropout=config.dropout,
             target_modules=list(targets),
-            # GPT-2's Conv1D stores its weight as (in, out).
-            fan_in_fan_out=arch.kind == "gpt2",
+            fan_in_fan_out=fan_in_fan_out(model, tuple(targets)),
             bias="none",
         )
         model = inject_adapter_in_model(peft_config, model)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import SUPPORTED, arch_of
+from bench.methods._arch import arch_of
 from bench.methods._positions import Shift, install_position_hook, shifting
 from bench.methods._prefix_attention import (
     PrefixKV,
@@ -408,12 +408,12 @@ class PrefixTuning:
     name: ClassVar[str] = "prefix"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = PrefixConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "attention"  # the layout and the prefix route (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: PrefixConfig) -> PrefixModel:
         decoder_only = not model.config.is_encoder_decoder
         freeze(model)
-        sites = install(model)
+        sites = install(model, self.name)
         if decoder_only:
             install_position_hook(model)
         roles = tuple(roles_of(sites))

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import SUPPORTED, arch_of
+from bench.methods._arch import arch_of
 from bench.methods.base import WrappedModel, freeze
 from bench.registry import METHODS
 
@@ -48,7 +48,7 @@ class TopKTuning:
     name: ClassVar[str] = "top_k"
     VERSION: ClassVar[str] = "1"
     Config: ClassVar[type] = TopKConfig
-    architectures: ClassVar[tuple[str, ...]] = SUPPORTED  # what bench.methods._arch lays out
+    needs: ClassVar[str] = "layout"  # what bench.methods._arch must find (bench validate asks)
 
     def apply(self, model: nn.Module, tokenizer: Any, config: TopKConfig) -> WrappedModel:
         arch = arch_of(model)
