@@ -304,10 +304,16 @@ def _type_name(tp: Any) -> str:
 
 
 def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str, problems: list[str]) -> T | None:
-    """Build the frozen dataclass ``cls`` from ``data``; append problems (prefixed by ``where``)."""
+    """Build the frozen dataclass ``cls`` from ``data``; append problems (prefixed by ``where``).
+
+    A config class whose fields are another library's (``method: peft``: PEFT's config classes)
+    validates itself: it defines ``from_suite(data, where, problems)`` and ``as_mapping()``."""
     if data is not None and not isinstance(data, Mapping):
         problems.append(f"{where}: expected a mapping of settings (key: value), got {data!r}"[:300])
         return None
+    own = getattr(cls, "from_suite", None)
+    if own is not None:
+        return own(dict(data or {}), where, problems)
     data = dict(data or {})
     hints = _hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]

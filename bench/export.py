@@ -9,6 +9,7 @@ Two formats:
   output, so our stored [n_layers, 2, kv_heads, L, head_dim] is only permuted (grouped
   key/value heads included: PEFT sizes the prefix by the key/value heads). LoRA becomes
   PEFT's LoRA (ours is PEFT's layer injected in place; only the module prefix differs).
+  A PEFT tuner trained with ``method: peft`` is the adapter folder PEFT wrote in the run.
 - ``safetensors``: every method: the stored tensors unchanged plus ``bench_adapter.json``
   describing them (method, config, base model, each tensor's shape and layout).
 
@@ -201,6 +202,8 @@ def export_peft(folder: Path, out: Path) -> Path:
     from bench.models import load_model
 
     spec, state, _ = read_run(folder)
+    if spec["method"] == "peft" and "peft_type" in spec["method_config"]:
+        return _copy_native(folder, out, spec)
     if spec["method"] not in PEFT_METHODS:
         _peft_model(spec, state, torch.nn.Module())  # raises the one-line error
     # The adapter holds no base weight, only shapes and module names matter: a hub model is
@@ -210,6 +213,24 @@ def export_peft(folder: Path, out: Path) -> Path:
     model.peft_config["default"].base_model_name_or_path = spec["model"]
     _prepare_out(out)
     model.save_pretrained(str(out))
+    (out / "bench_export.json").write_text(json.dumps(_provenance(folder, spec, "peft"), indent=2) + "\n")
+    return out
+
+
+def _copy_native(folder: Path, out: Path, spec: Mapping[str, Any]) -> Path:
+    """A PEFT tuner trained by the harness: the adapter folder PEFT itself wrote in the run."""
+    import shutil
+
+    from bench.pipeline import NATIVE_FOLDER
+
+    native = folder / NATIVE_FOLDER
+    if not (native / "adapter_config.json").is_file():
+        raise BenchError(f"run {folder.name} has no {NATIVE_FOLDER}/ (results committed without weights?); rerun "
+                         "it with bench run --force to export it")
+    _prepare_out(out)
+    for f in native.iterdir():
+        if f.is_file():
+            shutil.copy2(f, out / f.name)
     (out / "bench_export.json").write_text(json.dumps(_provenance(folder, spec, "peft"), indent=2) + "\n")
     return out
 

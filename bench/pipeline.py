@@ -188,8 +188,9 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
         from bench.registry import METHODS
         from bench.train import TrainResult, train
 
-        # `none` / `peft` evaluate a model as it is: no data, no loop, 0 steps recorded
-        trains = getattr(METHODS.get(spec.method), "needs_training", True)
+        # `none` / `peft` with a path evaluate a model as it is: no data, no loop, 0 steps recorded
+        # (a wrapper may say otherwise: `peft` with a peft_type trains)
+        trains = getattr(tuned, "needs_training", getattr(METHODS.get(spec.method), "needs_training", True))
         train_ex, dev_ex = load_train_data(spec, data_dir) if trains else ([], [])
         store.write_json(folder / "train_ids.json", {
             "train": [e.example_id for e in train_ex], "dev": [e.example_id for e in dev_ex]})
@@ -333,12 +334,20 @@ def score_run(spec: RunSpec, folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+NATIVE_FOLDER = "peft_adapter"  # a run's trained tuner in its library's own format, where it has one
+
+
 def _save_trainable(folder: Path, tuned: Any, spec: RunSpec, train_record: dict[str, Any]) -> None:
     """Publish the stored parameters; the file is the run's 'trained' mark, so it also carries
     the training summary (a kill before the next meta.json write loses nothing)."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().cpu().contiguous() for k, v in tuned.stored_state().items()}
+    save_native = getattr(tuned, "save_native", None)
+    if save_native is not None:
+        # the library's own format beside ours (PEFT's adapter folder), published before the
+        # 'trained' mark so that a trained run always has it
+        save_native(folder / NATIVE_FOLDER, spec.model)
     with store.atomic_path(folder / "trainable.safetensors") as tmp:
         save_file(state, str(tmp), metadata={
             "schema_version": str(SCHEMA_VERSION), "method": spec.method, "method_version": spec.method_version,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import shutil
 import socket
 import threading
 import time
@@ -151,7 +152,7 @@ RUN_FILES = ("trainable.safetensors", "predictions.parquet", "metrics.parquet", 
 
 def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir: Path | None, *, force: bool,
                 retry_failed: bool, progress: bool, t0: float, log_to: Sequence[str] = ()) -> RunOutcome:
-    from bench.pipeline import run_stages, seeds_used
+    from bench.pipeline import NATIVE_FOLDER, run_stages, seeds_used
 
     faults.checkpoint("lock_acquired")
     store.sweep_tmp(folder)  # leftovers of a writer killed mid-write: we own the folder now
@@ -162,6 +163,7 @@ def _run_locked(spec: RunSpec, folder: Path, handle: store.LockHandle, data_dir:
     if force:
         for name in RUN_FILES:
             (folder / name).unlink(missing_ok=True)
+        shutil.rmtree(folder / NATIVE_FOLDER, ignore_errors=True)
     meta: dict[str, Any] = store.read_meta(folder) or {}
     if force or not damaged:
         level = stored_level(spec, folder)

@@ -525,7 +525,10 @@ def resolve_method_config(name: str, config: Mapping[str, Any], where: str, prob
     except (BenchError, ValueError, TypeError) as e:
         problems.append(f"{where}: {e}")
         return None
-    return dataclasses.asdict(obj) if obj is not None else None
+    if obj is None:
+        return None
+    own = getattr(obj, "as_mapping", None)  # a config of open-ended fields (method peft)
+    return own() if own is not None else dataclasses.asdict(obj)
 
 
 # ----------------------------------------------------------------------------- expansion

@@ -114,6 +114,14 @@ SUITES = [
     Case("methods-is-a-number", _suite("methods:\n  - label: finetune", "methods: 5\nx:\n  - label: finetune"),
          ("methods",), lines=None),
     Case("method-config-is-a-list", _suite("config: {r: 2}", "config: [2]"), ("methods[1].config", "mapping")),
+    Case("peft-field-unknown", _suite("method: lora\n    config: {r: 2}", "method: peft\n    config: {peft_type: LORA, "
+                                      "lora_aplha: 8}"), ("methods[1].config", "unknown LORA field 'lora_aplha'",
+                                                          'did you mean "lora_alpha"')),
+    Case("peft-type-unknown", _suite("method: lora\n    config: {r: 2}", "method: peft\n    config: {peft_type: DORA}"),
+         ("methods[1].config", "unknown peft_type 'DORA'",)),
+    Case("peft-field-wrong-type", _suite("method: lora\n    config: {r: 2}", "method: peft\n    config: {peft_type: IA3, "
+                                         "target_modules: 5}"), ("methods[1].config", "IA3 field target_modules",
+                                                                 "got 5")),
     Case("method-train-is-a-list", _suite("    method: full\n", "    method: full\n    train: [1]\n"),
          ("methods[0].train", "mapping")),
     Case("sweep-not-a-list", _suite("config: {r: 2}", "sweep: {r: 2}"), ("methods[1].sweep",)),

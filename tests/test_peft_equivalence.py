@@ -1,9 +1,13 @@
-"""Our prefix-tuning against PEFT's on the same parameters.
+"""Our prefix-tuning and LoRA against PEFT's on the same parameters, on every decoder-only
+architecture tested (GPT-2, Llama, Qwen2, Qwen3, Mistral, Gemma 3, Phi-3, OLMo 2, GPT-NeoX,
+OPT; LoRA also on BART and T5).
 
 PEFT passes the prefix as cached past key/values (the authors' route); ours enters inside
 the attention function with positions offset by the prefix length. With PEFT's P' and MLP
-copied into ours, logits, loss and gradients must agree on tiny GPT-2 and on a tiny Llama
-with grouped key/value heads (the prefix sized by the key/value heads).
+copied into ours, logits, loss and gradients must agree, with grouped key/value heads (the
+prefix sized by the key/value heads), explicit head dims (Qwen3, Gemma 3), rotary positions
+(which the offset must reach) and OPT's learned positions. Encoder-decoders are not compared
+for the prefix: PEFT puts it in the decoder only, ours in every attention (the paper's).
 """
 
 from __future__ import annotations
@@ -76,11 +80,15 @@ def batch(lm: Any) -> dict[str, torch.Tensor]:
     }
 
 
-@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-llama"])
+DECODER_ONLY = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma3", "tiny-phi3",
+                "tiny-olmo2", "tiny-gpt-neox", "tiny-opt"]
+
+
+@pytest.mark.parametrize("model", DECODER_ONLY)
 def test_same_logits_loss_and_gradients_as_peft(model: str) -> None:
     lm, peft, ours = pair(model)
-    if model == "tiny-llama":
-        cfg = lm.model.config
+    cfg = lm.model.config
+    if getattr(cfg, "num_key_value_heads", None):
         assert cfg.num_key_value_heads < cfg.num_attention_heads  # grouped key/value heads
     b = batch(lm)
     real = b["attention_mask"].bool()
@@ -99,7 +107,7 @@ def test_same_logits_loss_and_gradients_as_peft(model: str) -> None:
         )
 
 
-@pytest.mark.parametrize("model", ["tiny-gpt2", "tiny-llama"])
+@pytest.mark.parametrize("model", DECODER_ONLY)
 def test_stored_key_values_are_peft_past_key_values(model: str) -> None:
     _, peft, ours = pair(model)
     with torch.no_grad():
@@ -109,3 +117,53 @@ def test_stored_key_values_are_peft_past_key_values(model: str) -> None:
     for i, layer in enumerate(past.layers):
         torch.testing.assert_close(stored[i, 0], layer.keys[0], atol=1e-6, rtol=0)
         torch.testing.assert_close(stored[i, 1], layer.values[0], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("model", [*DECODER_ONLY, "tiny-bart", "tiny-t5"])
+def test_lora_logits_equal_peft(model: str) -> None:
+    """Our LoRA (PEFT's layers injected by target names we choose) against get_peft_model with
+    the same targets and the same A/B: the same logits (max abs difference < 1e-4)."""
+    from peft import LoraConfig
+
+    from bench.methods._arch import arch_of
+    from bench.methods.lora import default_targets, fan_in_fan_out
+
+    torch.manual_seed(0)
+    peft_lm, our_lm = load_model(model, seed=0), load_model(model, seed=0)
+    method = METHODS.get("lora")()
+    ours = method.apply(our_lm.model, our_lm.tokenizer, method.Config(r=2, alpha=8.0, dropout=0.0))
+    targets = default_targets(arch_of(peft_lm.model))
+    task = "SEQ_2_SEQ_LM" if peft_lm.is_encoder_decoder else "CAUSAL_LM"
+    peft = get_peft_model(peft_lm.model, LoraConfig(task_type=task, r=2, lora_alpha=8.0, lora_dropout=0.0,
+                                                    target_modules=list(targets),
+                                                    fan_in_fan_out=fan_in_fan_out(peft_lm.model, targets)))
+    theirs = dict(peft.named_parameters())
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        n = 0
+        for name, p in ours.named_parameters():
+            if "lora_" in name:  # B starts at zero: both off their init, so the update counts
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+                theirs["base_model.model." + name.removeprefix("base.")].copy_(p)
+                n += 1
+    assert n > 0
+    ours.eval()
+    peft.eval()
+    b = batch(our_lm) if not our_lm.is_encoder_decoder else _seq2seq_batch(our_lm)
+    b.pop("labels")
+    with torch.no_grad():
+        mine, base = ours(**b).logits, None
+        theirs_logits = peft(**b).logits
+        with peft.disable_adapter():
+            base = peft(**b).logits
+    assert (mine - base).abs().max() > 1e-3  # the LoRA update is not negligible
+    assert (mine - theirs_logits).abs().max() < 1e-4
+
+
+def _seq2seq_batch(lm: Any) -> dict[str, torch.Tensor]:
+    tok = lm.tokenizer
+    src = tok("name : Aromi | food : Thai", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    tgt = tok("Aromi serves Thai food.", add_special_tokens=False)["input_ids"]
+    start = lm.model.config.decoder_start_token_id
+    return {"input_ids": torch.tensor([src]), "attention_mask": torch.ones(1, len(src), dtype=torch.long),
+            "decoder_input_ids": torch.tensor([[start, *tgt]]), "labels": torch.tensor([[*tgt, tok.eos_token_id]])}
