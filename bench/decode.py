@@ -72,7 +72,8 @@ def decode(
     atomically; batches found there (same sources) are not decoded again, so a killed decode
     resumes. Batches are fixed by the sorted order, so a resumed decode decodes exactly the
     batches an uninterrupted one would (same padding, same outputs). ``stats`` receives
-    ``resumed_batches``, ``batches`` and ``done_s`` (per item, seconds from the start until its
+    ``engine`` ("fast" or "generate"), ``engine_fallback`` (why ``generate`` served batches
+    the fast engine was asked for, or None), ``resumed_batches``, ``batches`` and ``done_s`` (per item, seconds from the start until its
     batch was done: the latency of serving). The seconds returned include the time each
     resumed batch took when it was decoded (stored with it), so a resumed decode reports the
     whole decode's time; ``stats["time_complete"]`` is False when a resumed batch was stored
@@ -116,12 +117,16 @@ def decode(
     fast: tuple[torch.nn.Module, torch.Tensor | None] | None = None
     for t in tasks or [tuned]:
         t.eval()
-    if engine == "fast" and not is_encoder_decoder:
+    # Why the fast engine was asked for but generate served (some) batches: a run records it.
+    fallback: str | None = None
+    if engine == "fast" and is_encoder_decoder:
+        fallback = "encoder-decoder model (the fast engine serves decoder-only models)"
+    elif engine == "fast":
         try:
             with torch.no_grad():
                 fast = beam.model_and_prefix(tuned)  # the prefix is computed once for all batches
-        except beam.Unsupported:
-            fast = None
+        except beam.Unsupported as e:
+            fast, fallback = None, str(e)
     done_s = [0.0] * len(items)
     t0 = time.perf_counter()
     bar = tqdm(total=len(items), desc=desc, disable=not progress, leave=False, dynamic_ncols=True, file=sys.stderr)
@@ -164,8 +169,8 @@ def decode(
                                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                                         banned_ids=banned, min_new_tokens=min_new_tokens, prefix=prefix,
                                         prefix_visible=visible, prefix_len=lengths)
-            except NotImplementedError:  # beam.Unsupported, or a mixed batch the engine cannot serve
-                fast = None
+            except NotImplementedError as e:  # beam.Unsupported, or a mixed batch the engine cannot serve
+                fast, fallback = None, f"from batch {number}: {e or type(e).__name__}"
         if new is None:
             with torch.no_grad():
                 if rows is not None:
@@ -186,7 +191,8 @@ def decode(
         bar.update(len(idx))
     bar.close()
     if stats is not None:
-        stats.update(batches=n_batches, resumed_batches=resumed, done_s=done_s, time_complete=time_complete)
+        stats.update(batches=n_batches, resumed_batches=resumed, done_s=done_s, time_complete=time_complete,
+                     engine="generate" if engine == "generate" or fallback else "fast", engine_fallback=fallback)
     return out, time.perf_counter() - t0 + resumed_s
 
 

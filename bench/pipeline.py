@@ -244,6 +244,8 @@ def run_stages(spec: RunSpec, folder: Path, level: str, meta: dict[str, Any], at
                 hyps, secs = decode_items(tuned, loaded, items, spec, progress, parts=decode_parts(folder, spec) / split,
                                           stats=stats)
                 resumed += stats.get("resumed_batches", 0)
+                if stats.get("engine_fallback"):  # e.g. an encoder-decoder: generate, not the fast engine
+                    attempt[f"decode_engine_fallback.{split}"] = stats["engine_fallback"]
                 time_complete &= stats.get("time_complete", True)
                 seconds += secs
                 frames.append(_predictions_frame(spec, split, items, hyps))

@@ -11,6 +11,7 @@ the same on SmolLM2-135M with the quickstart suite's format and decoding setting
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -232,3 +233,45 @@ def test_mixed_task_batches_equal_generate_mixed(model, num_beams):
                         prefix_len=lengths)
     assert torch.equal(out, ref)
     assert len({tuple(r) for r in ref.tolist()}) >= 3  # (at least the tasks differ)
+
+
+# Every method on every decoder-only architecture (tests/test_methods_contract.py's list):
+# the engine's tokens equal generate's, greedy and beam search, on a small batch (the row-count
+# changes above are exercised on GPT-2 and Llama; here: cache layout, positions, masks).
+ARCHS = ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-mistral", "tiny-gemma3", "tiny-phi3",
+         "tiny-olmo2", "tiny-gpt-neox", "tiny-opt", "tiny-gemma2"]
+METHOD_CASES = {"full": {}, "top_k": {"k": 1}, "adapter": {"design": "houlsby", "bottleneck": 3}, "lora": {"r": 2},
+                "prefix": {"length": 3, "mlp_width": 8}, "infix": {"length": 3, "mlp_width": None},
+                "embedding_only": {"length": 3}, "none": {}}
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+@pytest.mark.parametrize("method", list(METHOD_CASES))
+@pytest.mark.parametrize("model", ARCHS)
+def test_engine_equals_generate_on_every_architecture(model: str, method: str, num_beams: int) -> None:
+    if model == "tiny-gemma2" and method in ("prefix", "infix", "embedding_only"):
+        pytest.skip("refused: Gemma 2 soft-caps attention logits (tests/test_methods_contract.py)")
+    lm, tuned = _tuned(model, method, METHOD_CASES[method], scale=0.2)
+    tok = lm.tokenizer
+    batch = _prompts(tok, 5, seed=2)
+    kw = {"num_beams": num_beams, "max_new_tokens": 6, "length_penalty": 1.0, "early_stopping": num_beams > 1,
+          "do_sample": False, "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+    ref = tuned.generate(**batch, **kw)[:, batch["input_ids"].shape[1]:]
+    model_, prefix = beam.model_and_prefix(tuned)
+    serving = getattr(tuned, "serving", None)
+    with serving(batch["input_ids"], batch["attention_mask"]) if serving else contextlib.nullcontext():
+        out = beam.generate(model_, batch["input_ids"], batch["attention_mask"], num_beams=num_beams,
+                            max_new_tokens=6, length_penalty=1.0, eos_token_id=tok.eos_token_id,
+                            pad_token_id=tok.pad_token_id, banned_ids=[], prefix=prefix)
+    assert torch.equal(out, ref)
+
+
+@pytest.mark.parametrize("model", ["tiny-bart", "tiny-t5"])
+def test_encoder_decoder_falls_back_to_generate_and_says_why(model: str) -> None:
+    lm, tuned = _tuned(model, "prefix", {"length": 3, "mlp_width": 8}, scale=0.2)
+    items = [EvalItem(source_id=str(i), source=s, references=("x",)) for i, s in enumerate(["name : A", "area : b"])]
+    stats: dict[str, Any] = {}
+    hyps, _ = decode(tuned, lm.tokenizer, items, cfg=DecodeConfig(beam_size=2, max_new_tokens=4, batch_size=2),
+                     is_encoder_decoder=True, max_source_tokens=32, progress=False, engine="fast", stats=stats)
+    assert len(hyps) == 2
+    assert stats["engine"] == "generate" and "encoder-decoder" in stats["engine_fallback"]
