@@ -492,3 +492,13 @@ def test_validate_answers_from_the_discovered_layout() -> None:
     assert bert is not None and "model_type 'bert'" in bert and "\n" not in bert
     unknown = refusal({"model_type": "no-such-arch"}, "layout")
     assert unknown is not None and "'no-such-arch'" in unknown
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_none_trains_nothing_on_every_architecture(model: str) -> None:
+    """The evaluate-only method: nothing trains or is stored; the logits are the base model's."""
+    lm, tuned = wrap("none", {}, model)
+    assert tuned.n_trained == 0 and tuned.n_stored == 0
+    assert not list(tuned.trainable_parameters())
+    batch = make_batch(lm)
+    assert torch.equal(logits_of(tuned, batch), logits_of(load_model(model, seed=0).model, batch))
