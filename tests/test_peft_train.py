@@ -332,3 +332,29 @@ def test_config_is_frozen_and_keyed_by_value() -> None:
     assert cfg == again and hash(cfg) == hash(again)
     with pytest.raises(AttributeError):
         cfg.peft_type = "IA3"  # type: ignore[misc]
+
+
+def test_the_peft_baselines_suite_runs_on_a_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """suites/peft_baselines.yaml's method rows, verbatim, on tiny Llama (SmolLM2's architecture)
+    and synthetic data for 2 steps: every row trains, decodes, scores and reports."""
+    import yaml
+
+    suite = yaml.safe_load((Path(__file__).resolve().parents[1] / "suites" / "peft_baselines.yaml").read_text())
+    suite |= {"model": "tiny-llama",
+              "train": {"max_steps": 2, "batch_size": 4, "max_target_tokens": 32},
+              "decode": {"beam_size": 2, "max_new_tokens": 8},
+              "datasets": [{"name": "synthetic_e2e", "options": {"n_train_mrs": 12, "n_dev_mrs": 2, "n_test_mrs": 4},
+                            "eval_splits": ["test"], "max_eval_sources": 3}]}
+    for m in suite["methods"]:
+        m.pop("train", None)
+    path = tmp_path / "peft_baselines_tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = tmp_path / "results"
+    capsys.readouterr()
+    assert main(["run", str(path), "--results", str(results), "--quiet"]) == 0
+    assert "6 runs: 6 done, 0 cached, 0 failed" in capsys.readouterr().err
+    out = tmp_path / "rep"
+    assert main(["report", str(path), "--results", str(results), "--out", str(out)]) == 0
+    text = (out / "peft_baselines.md").read_text()
+    for label in ("prefix", "peft_prefix", "lora", "dora", "ia3", "prompt_tuning"):
+        assert f"| {label} | tiny-llama |" in text
