@@ -358,3 +358,31 @@ def test_the_peft_baselines_suite_runs_on_a_tiny_model(tmp_path: Path, capsys: p
     text = (out / "peft_baselines.md").read_text()
     for label in ("prefix", "peft_prefix", "lora", "dora", "ia3", "prompt_tuning"):
         assert f"| {label} | tiny-llama |" in text
+
+
+@pytest.mark.parametrize("config", [{"peft_type": "LORA", "r": 2}, {"peft_type": "P_TUNING", "num_virtual_tokens": 3,
+                                                                     "encoder_hidden_size": 8}],
+                         ids=["LORA", "P_TUNING"])
+def test_interrupted_training_resumes_bitwise_equal(config: dict[str, Any], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from bench.registry import DATASETS
+    from tests.test_resume import CFG, OPTIONS, _train, _tuned
+
+    tiny = load_model("tiny-gpt2", seed=0)
+    ds = DATASETS.get("synthetic_e2e")()
+    data = ds.load("train", data_dir=None, options=OPTIONS)[:20], ds.load("dev", data_dir=None, options=OPTIONS)[:6]
+    ref_model = _tuned(tiny, "peft", config)
+    ref = _train(tiny, ref_model, data, CFG, None)
+    cfg = dataclasses.replace(CFG, checkpoint_every=2)
+    ckpt = tmp_path / "checkpoint.pt"
+    monkeypatch.setenv("BENCH_FAULT", "error@train_step:5")
+    with pytest.raises(RuntimeError, match="injected fault"):
+        _train(tiny, _tuned(tiny, "peft", config), data, cfg, ckpt)
+    monkeypatch.delenv("BENCH_FAULT")
+    resumed = _tuned(tiny, "peft", config)
+    out = _train(tiny, resumed, data, cfg, ckpt)
+    assert out.resumed_from == 4 and out.losses == ref.losses
+    got, want = dict(resumed.trainable_parameters()), dict(ref_model.trainable_parameters())
+    assert set(got) == set(want) and all(torch.equal(got[n], want[n]) for n in want)
