@@ -143,6 +143,10 @@ class Tuned(Protocol):
       the MLP); ``load_stored(state)`` restores a fresh wrapper from it, giving identical
       logits;
     - ``n_trained`` / ``n_stored`` -> parameter counts.
+
+    Optional, read with ``getattr`` (``method: peft``'s trained tuners define them):
+    ``needs_training`` (bool) overrides the method class's; ``save_native(path, model)``
+    writes the tuner in its library's own format beside the stored state (``<run>/peft_adapter/``).
     """
 
     base: torch.nn.Module
