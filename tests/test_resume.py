@@ -290,3 +290,36 @@ def test_checkpoint_loads_tensors_only_and_refuses_a_planted_pickle(tiny, exampl
     assert out.discarded_checkpoint.startswith("checkpoint refused")
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("bench: warning:")]
     assert len(lines) == 1 and "checkpoint refused" in lines[0] and "step 0" in lines[0]
+
+
+def test_format2_checkpoint_upgrades_to_the_same_rng_states(tmp_path):
+    """benchmarks/upgrade_checkpoint.py: a format-2 checkpoint (numpy's and Python's RNG state
+    tuples pickled) becomes format 3, loads with weights_only=True and restores the same states."""
+    import random
+    import sys
+
+    import numpy as np
+
+    import bench.train as train_module
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from upgrade_checkpoint import upgrade
+
+    np.random.seed(7)
+    random.seed(7)
+    np.random.rand(3)
+    random.random()
+    old = {"torch": torch.get_rng_state(), "cuda": None, "numpy": np.random.get_state(), "python": random.getstate()}
+    want_np, want_py = np.random.get_state(), random.getstate()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"fingerprint": {"format": 2, "steps": 4}, "step": 2, "rng": old}, path)
+    assert "upgraded to format 3 (step 2)" in upgrade(path)
+    ck = torch.load(path, weights_only=True)
+    assert ck["fingerprint"]["format"] == train_module.CHECKPOINT_FORMAT == 3
+    np.random.seed(0)
+    random.seed(0)
+    train_module._set_rng_states(ck["rng"])
+    got_np = np.random.get_state()
+    assert got_np[0] == want_np[0] and np.array_equal(got_np[1], want_np[1]) and got_np[2:] == want_np[2:]
+    assert random.getstate() == want_py
+    assert "not 2: left as it is" in upgrade(path)
