@@ -84,7 +84,7 @@ def test_claim3_reads_webnlg_unseen_against_seen(tmp_path: Path) -> None:
     text = _report(tmp_path)
     assert "### Claim 3 — extrapolation to unseen categories (WebNLG, Table 2's U vs S)" in text
     verdict = next(line for line in text.splitlines() if line.startswith("**Verdict (U column, BLEU)"))
-    assert "reproduced — prefix ahead of fine-tuning" in verdict and "larger than on S" in verdict
+    assert "reproduced — prefix ahead of fine-tuning" in verdict and "higher on U than on S" in verdict
     # Table 2 on WebNLG is shown with S / U / A columns
     assert "WebNLG BLEU S | WebNLG BLEU U | WebNLG BLEU A" in text
 

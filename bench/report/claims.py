@@ -196,6 +196,8 @@ def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> C
             continue
         block = block[block["row_label"].isin([*ft_labels, *pre_labels])]
         sizes = sorted(int(s) for s in block["train_size"].unique())
+        if len(sizes) < 2:
+            continue  # one training size is no low-data curve (Table 2's rows at 500 examples: claim 1)
         lines += [f"### Claim 2 — low data ({dataset_name(dataset)} {split})", "", f"Paper: {CLAIM2}", ""]
         for ft in ft_labels:
             for pre in pre_labels:
