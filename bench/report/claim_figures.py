@@ -13,12 +13,12 @@ Verdicts use the paired bootstrap over test sources (bench.report.claims.compare
 
 from __future__ import annotations
 
-import math
 import re
 
 import pandas as pd
 
 from bench.report import reference as ref
+from bench.report.claim_table2 import size_text
 from bench.report.claims import (
     ClaimReport,
     Comparison,
@@ -64,10 +64,6 @@ def _diff(sel: pd.DataFrame, by_key: dict, a: pd.Series, b: pd.Series, metric: s
                    group_filter={}, scale=_scale(sel))
 
 
-def _size_text(size: object) -> str:
-    return "full training set" if size is None or (isinstance(size, float) and math.isnan(size)) \
-        else f"{int(size)} training examples"  # type: ignore[call-overload]
-
 
 # ----------------------------------------------------------------------------- Figure 4
 
@@ -91,7 +87,7 @@ def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
         points = sel.groupby("_len")["value"].mean().mul(scale).sort_index()
         best = int(points.idxmax())
         lengths = list(points.index)
-        lines += [(f"### Figure 4 — prefix length ({dataset_name(dataset)} {split}, {_size_text(size)}, subset {subset}, "
+        lines += [(f"### Figure 4 — prefix length ({dataset_name(dataset)} {split}, {size_text(size)}, subset {subset}, "
                   f"seed {seed})"), "", f"Paper: {CLAIM_FIG4}", ""]
         rows = [[str(n), f"{points[n]:.2f}",
                  "" if n == best else fmt_delta(_diff(sel, by_key, sel["_len"] == n, sel["_len"] == best, metric))]
@@ -113,7 +109,7 @@ def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
         fig = length_figure(series, metric_label=ref.display_name(metric),
                             title=f"{dataset_name(dataset)} {split}: {ref.display_name(metric)} vs prefix length")
         figures.append(ReportFigure(f"claim_fig4_{dataset}_{split}", fig,
-                                    f"{PAPER_FIG4}. Here: {_size_text(size)}, subset {subset}, seed {seed}, "
+                                    f"{PAPER_FIG4}. Here: {size_text(size)}, subset {subset}, seed {seed}, "
                                     f"lengths {', '.join(map(str, lengths))}; one run per point."))
     return ClaimReport(lines, figures)
 
@@ -157,7 +153,7 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
         scale = _scale(sel)
         by_key = _runs_by_key(runs[runs["train_key"].isin(set(sel["train_key"]))])
         inits = ["random", PAPER_WORD, *sorted(set(sel["init"]) - {"random", PAPER_WORD})]
-        lines += [f"### Figure 5 — prefix initialization ({dataset_name(dataset)} {split}, {_size_text(size)})", "",
+        lines += [f"### Figure 5 — prefix initialization ({dataset_name(dataset)} {split}, {size_text(size)})", "",
                   f"Paper: {CLAIM_FIG5}", ""]
         rows = []
         primary: Comparison | None = None
@@ -181,7 +177,7 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
         fig = init_figure(series, metric_label=ref.display_name(metric),
                           title=f"{dataset_name(dataset)} {split}: {ref.display_name(metric)} per initialization")
         figures.append(ReportFigure(f"claim_fig5_{dataset}_{split}", fig,
-                                    f"{PAPER_FIG5}. Here: {_size_text(size)}; dot: mean, bars: 95% t-interval over "
+                                    f"{PAPER_FIG5}. Here: {size_text(size)}; dot: mean, bars: 95% t-interval over "
                                     "subsets, small dots: the runs."))
     return ClaimReport(lines, figures)
 

@@ -62,6 +62,12 @@ def _size(v: object) -> int | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)  # type: ignore[call-overload]
 
 
+def size_text(v: object) -> str:
+    """A run's training size in words ("500 training examples" / "full training set")."""
+    size = _size(v)
+    return "full training set" if size is None else f"{size} training examples"
+
+
 def _at(part: pd.DataFrame, cell: tuple) -> pd.DataFrame:
     size, subset, seed = cell
     same_size = part["train_size"].isna() if size is None else part["train_size"] == size
@@ -176,9 +182,7 @@ def claim1(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> l
     setting = []
     for dataset, block in blocks.items():
         r = block.iloc[0]
-        size = _size(r["train_size"])
-        setting.append(f"{dataset_name(dataset)}: {'full training set' if size is None else f'{size} training examples'}"
-                       f", subset {r['subset']}, seed {r['seed']}")
+        setting.append(f"{dataset_name(dataset)}: {size_text(r['train_size'])}, subset {r['subset']}, seed {r['seed']}")
     lines += [("Ours: " + "; ".join(setting) + f"; model {blocks[next(iter(blocks))]['model'].iloc[0]}. In brackets: "
                "the paper's GPT-2 medium value on the full training set (ACL Table 2). S / U / A: seen, unseen and "
                "all test categories. TER: lower is better."), "",
