@@ -64,10 +64,12 @@ def subset_key(spec: RunSpec) -> str:
 def load_train_data(spec: RunSpec, data_dir: Path | None) -> tuple[list[Example], list[Example]]:
     """The training examples (and dev split for early stopping) of this run."""
     from bench import splits
-    from bench.registry import DATASETS
+    from bench.datastats import load_examples
 
     d = spec.data
-    examples = DATASETS.get(d.name)().load(d.train_split, data_dir=data_dir, options=d.options)
+    # Through load_examples: a file damaged after `bench validate` read it fails the run with a
+    # line naming the file, not zlib's message that names none.
+    examples = load_examples(d.name, d.train_split, data_dir=data_dir, options=d.options)
     if d.train_filter:
         examples = splits.apply_filter(examples, d.train_filter)
     if d.train_size is None:
@@ -79,10 +81,10 @@ def load_train_data(spec: RunSpec, data_dir: Path | None) -> tuple[list[Example]
 
 def load_eval_items(spec: RunSpec, split: str, data_dir: Path | None) -> list[EvalItem]:
     from bench import splits
-    from bench.registry import DATASETS
+    from bench.datastats import load_examples
 
     d = spec.data
-    examples = DATASETS.get(d.name)().load(split, data_dir=data_dir, options=d.options)
+    examples = load_examples(d.name, split, data_dir=data_dir, options=d.options)
     if d.eval_filter:
         examples = splits.apply_filter(examples, d.eval_filter)
     items = group_references(examples)

@@ -49,8 +49,9 @@ def load_items(
     *, dataset: str, split: str, data_dir: Path | None, options: Mapping[str, Any] | None = None
 ) -> list[EvalItem]:
     """The unique sources of a split with their references, in the dataset's order."""
-    builder = DATASETS.get(dataset)()
-    return group_references(builder.load(split, data_dir=data_dir, options=dict(options or {})))
+    from bench.datastats import load_examples
+
+    return group_references(load_examples(dataset, split, data_dir=data_dir, options=dict(options or {})))
 
 
 def _json_value(x: float) -> float | None:

@@ -697,3 +697,26 @@ def test_java_that_cannot_start_is_one_line_naming_the_memory_limit() -> None:
     heap = java_failure("METEOR", 1, b"Error occurred during initialization of VM\nCould not reserve enough space\n")
     assert "Java could not start" in heap and "Could not reserve enough space" in heap
     assert java_failure("METEOR", 3, b"Exception in thread main\nbad input line 4\n") == "METEOR failed: bad input line 4"
+
+
+@pytest.mark.parametrize("how", ["flip-one", "flip", "truncate"])
+def test_a_file_damaged_after_validation_fails_the_run_naming_it(how: str, tmp_path: Path,
+                                                                 data_dir: Path) -> None:
+    """The run's own data loading (not only `bench validate` / `bench data`) turns a damaged
+    gzip into one line naming the file: it can be damaged between validation and the run."""
+    from bench.errors import DataError
+    from bench.pipeline import load_eval_items, load_train_data
+    from bench.suite import expand, load_suite
+
+    global DATA
+    DATA = data_dir
+    argv = _damaged_gz(how)(tmp_path)
+    root = Path(argv[-1])
+    suite = tmp_path / "e2e.yaml"
+    suite.write_text(TINY.replace("synthetic_e2e\n    options: {n_train_mrs: 8, n_dev_mrs: 2, n_test_mrs: 4}",
+                                  "e2e\n    train_sizes: [10]"))
+    spec = expand(load_suite(suite))[0]
+    with pytest.raises(DataError, match=r"trainset\.csv\.gz") as info:
+        load_train_data(spec, root)
+    assert "\n" not in str(info.value)
+    assert len(load_eval_items(spec, "test", root)) == 630  # the intact files still load
