@@ -45,6 +45,7 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, DynamicLayer
 
+from bench.methods._arch import sliding_window
 from bench.methods._prefix_attention import explicit_masks
 
 
@@ -146,6 +147,21 @@ def model_and_prefix(tuned: nn.Module) -> tuple[nn.Module, torch.Tensor | None]:
     except NotImplementedError as e:
         raise Unsupported(str(e)) from None
     return base, (None if kv is None else kv[None])
+
+
+def _prefix_within_window(model: nn.Module, prefix_length: int, input_length: int, max_new_tokens: int) -> None:
+    """Refuse a prefix that would slide out of a sliding-window layer's window.
+
+    The engine caches the prefix as past key/values (PEFT's route), so the model's own sliding
+    mask counts the prefix slots as the oldest positions and hides them once a query is a
+    window away. Training (and ``generate`` through the prefix attention function) keeps the
+    prefix visible to every position, as in the paper: past the window the two would differ."""
+    window = sliding_window(model.config)
+    if window is not None and prefix_length + input_length + max_new_tokens > window:
+        raise Unsupported(
+            f"sliding-window attention (window {window}) is shorter than prefix + prompt + new tokens "
+            f"({prefix_length} + {input_length} + {max_new_tokens}): a cached prefix would leave the window, "
+            "which training's prefix never does")
 
 
 def _generation_settings_plain(model: nn.Module) -> None:
@@ -251,6 +267,8 @@ def generate(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Te
     with generate's fill value. ``prefix``: [1 or B, n_layers, 2, kv_heads, L, head_dim];
     ``prefix_visible`` [1 or B, L] bool (mixed tasks' padded slots); ``prefix_len`` [B] (positions)."""
     _generation_settings_plain(model)
+    if prefix is not None:
+        _prefix_within_window(model, prefix.shape[4], input_ids.shape[1], max_new_tokens)
     device = input_ids.device
     reshape_ok = device.type == "cpu"
     floor = safe_rows()

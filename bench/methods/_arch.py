@@ -291,3 +291,14 @@ def require_prefix_route(model: nn.Module, method: str) -> Arch:
     if arch.prefix_problem:
         raise BenchError(f"{method}: cannot wrap model class {arch.model_class}: {arch.prefix_problem}")
     return arch
+
+
+def sliding_window(config: Any) -> int | None:
+    """The attention window of a model whose layers (some or all) slide, else None."""
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False:
+        return None
+    types = getattr(config, "layer_types", None)
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return int(window)

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from bench.errors import BenchError
-from bench.methods._arch import arch_of
+from bench.methods._arch import arch_of, sliding_window
 from bench.methods._positions import Shift, install_position_hook, shifting
 from bench.methods._prefix_attention import (
     PrefixKV,
@@ -249,7 +249,7 @@ class PrefixTuned(WrappedModel):
     ) -> torch.Tensor:
         kv = {r: t[None] for r, t in self.role_kv().items()}
         with self.activated(kv, None, torch.tensor([self.length]), input_ids, attention_mask):
-            return self.base.generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
+            return self.base.generate(input_ids=input_ids, attention_mask=attention_mask, **_uncropped(self.base, kw))
 
     def cache_prefix(self) -> torch.Tensor | None:
         """Decoder-only: the key/values [n_layers, 2, kv_heads, L, head_dim] as cached past
@@ -530,5 +530,20 @@ def generate_mixed(
     first, kv, visible, lengths = _mixed(tasks, task_of_row, input_ids)
     with first.activated(kv, visible, lengths, input_ids, attention_mask):
         return first.base.generate(
-            input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs
+            input_ids=input_ids, attention_mask=attention_mask, **_uncropped(first.base, generate_kwargs)
         )
+
+
+def _uncropped(base: nn.Module, generate_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """``generate``'s arguments with a cache that keeps every key of a sliding-window model.
+
+    ``generate``'s own cache drops the keys a sliding-window layer no longer attends to, so
+    key index i stops being token i, and an infix injected at its token index lands elsewhere.
+    The model's mask still applies the window over the full cache (a prefix, outside that
+    mask, stays visible as in training)."""
+    kw = dict(generate_kwargs)
+    if sliding_window(base.config) is not None and not {"cache", "past_key_values"} & set(kw):
+        from transformers import DynamicCache
+
+        kw["cache"] = DynamicCache()
+    return kw
