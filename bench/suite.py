@@ -24,6 +24,7 @@ A suite holds names and numbers only (never code or import paths)::
         train: {lr: 5.0e-5}
     tolerances: {bleu: 1.0}         # for `bench regress`
     log_to: [tensorboard]           # experiment trackers (bench.trackers); not in any run key
+    compare: {reference: prefix, metrics: [bleu, rouge_l]}   # report: every row vs this one, paired
 
 The expansion order is models x datasets x train sizes x subsets x methods x seeds.
 """
@@ -44,8 +45,9 @@ from bench.errors import BenchError, ConfigError, did_you_mean
 
 SUITE_KEYS = (
     "name", "description", "model", "seeds", "train", "decode", "datasets", "methods",
-    "overrides", "tolerances", "log_to",
+    "overrides", "tolerances", "log_to", "compare",
 )
+COMPARE_KEYS = ("reference", "metrics")
 DATASET_KEYS = (
     "name", "options", "train_split", "eval_splits", "train_sizes", "subsets", "dev_fraction",
     "nested_subsets", "train_filter", "eval_filter", "extrapolation", "max_eval_sources",
@@ -107,6 +109,10 @@ class Suite:
     tolerances: Mapping[str, float]
     # where training is watched (`bench run --log-to` adds to it); never part of a RunSpec
     log_to: tuple[str, ...] = ()
+    # `compare:` (bench.report.paired): the method row every other row is tested against, and
+    # the metric columns; read by reports only, never part of a RunSpec
+    compare_reference: str | None = None
+    compare_metrics: tuple[str, ...] = ()
 
     @property
     def model(self) -> str:
@@ -292,6 +298,8 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str], late: list[s
         problems.append(f"tolerances: expected a mapping metric -> number, got {tolerances!r}")
         tolerances = {}
     log_to = _parse_log_to(raw.get("log_to"), problems)
+    columns = list(dict.fromkeys(c for d in datasets for c in d.metrics))
+    reference, compare_metrics = _parse_compare(raw.get("compare"), labels, columns, problems)
     if problems:
         return None
     return Suite(
@@ -307,7 +315,38 @@ def _parse(raw: Mapping[str, Any], path: Path, problems: list[str], late: list[s
         overrides=tuple(overrides),
         tolerances={str(k): float(v) for k, v in tolerances.items()},
         log_to=log_to,
+        compare_reference=reference,
+        compare_metrics=compare_metrics,
     )
+
+
+def _parse_compare(value: Any, labels: list[str], columns: list[str],
+                   problems: list[str]) -> tuple[str | None, tuple[str, ...]]:
+    """``compare: {reference: <method label>, metrics: [<metric column>, ...]}`` (metrics optional:
+    the first in the paper's order). Columns are checked against the suite's datasets' metrics."""
+    if value is None:
+        return None, ()
+    if not isinstance(value, Mapping):
+        problems.append(f"compare: expected a mapping {{reference: <method label>, metrics: [...]}}, got {value!r}"[:300])
+        return None, ()
+    _unknown(value, COMPARE_KEYS, "compare", problems)
+    reference = value.get("reference")
+    if not isinstance(reference, str) or not reference:
+        problems.append(f"compare.reference: expected the label of a method row, got {reference!r}")
+        return None, ()
+    if reference not in labels:
+        problems.append(f"compare.reference: no method row labelled {reference!r}{did_you_mean(reference, labels)}")
+    metrics = value.get("metrics") or []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        problems.append(f"compare.metrics: expected a list of metric columns (bleu, rouge_l, ...), got {metrics!r}")
+        return reference, ()
+    for m in metrics:
+        if columns and m not in columns:
+            problems.append(f"compare.metrics: no dataset of the suite scores {m!r}{did_you_mean(m, columns)}"
+                            f" (columns: {', '.join(columns)})")
+    return reference, tuple(metrics)
 
 
 def _parse_log_to(value: Any, problems: list[str]) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ were scored with different metric versions or signatures is marked not comparabl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,9 @@ class ResultSet:
     failed: pd.DataFrame  # FAILED_COLUMNS
     unlisted: int = 0  # stored runs under this suite name that its current expansion does not name
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # the suite's `compare:` entry (bench.report.paired); None/() for a report of stored results only
+    compare_reference: str | None = None
+    compare_metrics: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------- spec extras
@@ -292,7 +296,8 @@ def collect_suite(*, suite: Path, results: Path) -> ResultSet:
         missing.append({**{c: r.get(c) for c in MISSING_COLUMNS if c != "reason"},
                         "reason": f"status {r['status']} (stage {r.get('stage')})"})
     unlisted = int(((stored["suite"] == s.name) & ~stored["train_key"].isin(set(wanted))).sum())
-    return _finish(s.name, runs, missing, strict=True, unlisted=unlisted)
+    rs = _finish(s.name, runs, missing, strict=True, unlisted=unlisted)
+    return dataclasses.replace(rs, compare_reference=s.compare_reference, compare_metrics=s.compare_metrics)
 
 
 # Without a suite to give the row order: the paper's (fine-tuning, partial fine-tuning,

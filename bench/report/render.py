@@ -15,6 +15,7 @@ from bench.report.curves import curve_figures
 from bench.report.data import ResultSet, collect_all, collect_suite
 from bench.report.figures import ReportFigure, build_figures
 from bench.report.latex import latex_document, latex_table
+from bench.report.paired import paired_section
 from bench.report.reference import reference_settings
 
 
@@ -76,6 +77,7 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     body: list[str] = list(claims.lines) if claims else []
     scores = rs.scores
     body += tables.main_tables(scores, rs.runs, stats=stats)
+    body += paired_section(scores, rs.runs, reference=rs.compare_reference, metrics=rs.compare_metrics)
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats)
     body += tables.table5(scores, rs.runs, stats=stats)
     body += tables.low_data_tables(scores)
