@@ -147,6 +147,12 @@ class Tuned(Protocol):
     Optional, read with ``getattr`` (``method: peft``'s trained tuners define them):
     ``needs_training`` (bool) overrides the method class's; ``save_native(path, model)``
     writes the tuner in its library's own format beside the stored state (``<run>/peft_adapter/``).
+    Training hooks, for methods whose training is more than the loss (AdaLoRA):
+    ``training_penalty()`` -> a tensor added to each step's objective (not to the reported or
+    dev loss) or None; ``after_optimizer_step(step)`` runs after each optimizer step, gradients
+    still in place; ``training_state()`` / ``load_training_state(state)``: tensors a checkpoint
+    carries so a resumed run continues exactly; ``finish_training()`` runs after the best dev
+    state is restored.
     """
 
     base: torch.nn.Module

@@ -582,11 +582,21 @@ def _matches(match: Mapping[str, Any], label: str, dataset: str, model: str, siz
     )
 
 
+def method_version(method: str, config: Mapping[str, Any]) -> str:
+    """The method's VERSION, or its ``version_of(config)`` where the training of some configs
+    changed without the others' (PEFT's AdaLoRA): only those runs get new keys."""
+    from bench.registry import METHODS
+
+    cls = METHODS.get(method)
+    version_of = getattr(cls, "version_of", None)
+    return str(version_of(config) if version_of is not None else cls.VERSION)
+
+
 def expand(suite: Suite, *, deferred: list[str] | None = None) -> list[RunSpec]:
     """Every run of the suite, fully resolved, in stable order. An override that selects no run
     is a problem; with ``deferred``, such problems are appended there instead of raised."""
     from bench.models import fingerprint
-    from bench.registry import DATASETS, METHODS, METRICS
+    from bench.registry import DATASETS, METRICS
 
     problems: list[str] = []
     specs: list[RunSpec] = []
@@ -642,7 +652,7 @@ def expand(suite: Suite, *, deferred: list[str] | None = None) -> list[RunSpec]:
                                 model_fingerprint=fp,
                                 method=m.method,
                                 method_label=m.label,
-                                method_version=str(METHODS.get(m.method).VERSION),
+                                method_version=method_version(m.method, config),
                                 method_config=config,
                                 data=data,
                                 seed=seed,

@@ -365,8 +365,15 @@ def train(
             best_dev = ck["best_dev"]
             best_state = ck["best_state"]
             elapsed_before = ck["elapsed_s"]
+            if ck.get("method_state") and hasattr(tuned, "load_training_state"):
+                tuned.load_training_state(ck["method_state"])
             result.resumed_from = start_step
 
+    # Optional hooks of a method whose training is more than its loss (PEFT's AdaLoRA: an
+    # orthogonality penalty, and a rank budget reallocated after every optimizer step, from
+    # the gradients still in place); see bench.interfaces.Tuned.
+    penalty = getattr(tuned, "training_penalty", None)
+    after_step = getattr(tuned, "after_optimizer_step", None)
     if cfg.early_stopping and dev and start_step == 0:
         # outside the timed loop; an eval-mode forward draws no random numbers, so the
         # training that follows is the same with or without it
@@ -395,7 +402,8 @@ def train(
                     loss = loss * float("nan")
                 if not torch.isfinite(loss):
                     raise RunFailure("train", f"non-finite loss ({loss.item()}) at step {step}")
-                scaled = loss / cfg.grad_accum
+                extra = penalty() if penalty is not None else None
+                scaled = (loss if extra is None else loss + extra) / cfg.grad_accum  # reported: the loss alone
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
                 step_loss += loss.item() / cfg.grad_accum
                 result.tokens += int(batch["attention_mask"].sum()) + int(batch.get("decoder_attention_mask", torch.zeros(1)).sum())
@@ -408,6 +416,8 @@ def train(
                 scaler.update()
             else:
                 opt.step()
+            if after_step is not None:
+                after_step(step)
             step_lr = float(opt.param_groups[0]["lr"])  # read before the schedule moves it on
             sched.step()
             result.losses.append(step_loss)
@@ -440,6 +450,9 @@ def train(
                 named = dict(tuned.trainable_parameters())
                 for n, t in best_state.items():
                     named[n].copy_(t)
+        finish = getattr(tuned, "finish_training", None)
+        if finish is not None:
+            finish()
         tuned.eval()
         result.train_time_s = elapsed_before + time.perf_counter() - t0
     result.peak_memory_mb = memory.mb
@@ -530,6 +543,8 @@ def _save_checkpoint(path: Path, fingerprint: dict[str, Any], tuned: torch.nn.Mo
         "best_state": best_state,
         "elapsed_s": elapsed_s,
         "scaler": scaler.state_dict() if scaler is not None else None,
+        # a method's own training state (AdaLoRA: importance scores, rank pattern), tensors only
+        "method_state": tuned.training_state() if hasattr(tuned, "training_state") else None,
     }
     with atomic_path(path) as tmp:
         torch.save(state, tmp)

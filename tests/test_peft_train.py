@@ -360,9 +360,14 @@ def test_the_peft_baselines_suite_runs_on_a_tiny_model(tmp_path: Path, capsys: p
         assert f"| {label} | tiny-llama |" in text
 
 
+# scores still averaging when the run is cut (step 5 of 7) and a budget cut at every step
+ADALORA_SCHEDULE = {"peft_type": "ADALORA", "init_r": 4, "target_r": 2, "tinit": 1, "tfinal": 0, "deltaT": 1,
+                    "total_step": 7}
+
+
 @pytest.mark.parametrize("config", [{"peft_type": "LORA", "r": 2}, {"peft_type": "P_TUNING", "num_virtual_tokens": 3,
-                                                                     "encoder_hidden_size": 8}],
-                         ids=["LORA", "P_TUNING"])
+                                                                     "encoder_hidden_size": 8}, ADALORA_SCHEDULE],
+                         ids=["LORA", "P_TUNING", "ADALORA"])
 def test_interrupted_training_resumes_bitwise_equal(config: dict[str, Any], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
@@ -386,3 +391,86 @@ def test_interrupted_training_resumes_bitwise_equal(config: dict[str, Any], tmp_
     assert out.resumed_from == 4 and out.losses == ref.losses
     got, want = dict(resumed.trainable_parameters()), dict(ref_model.trainable_parameters())
     assert set(got) == set(want) and all(torch.equal(got[n], want[n]) for n in want)
+    # AdaLoRA: the allocator's scores and rank pattern came back with the checkpoint
+    pattern = [getattr(m.peft.active_peft_config, "rank_pattern", None) for m in (resumed, ref_model)]
+    assert pattern[0] == pattern[1] and (config["peft_type"] != "ADALORA" or pattern[0])
+    if config["peft_type"] == "ADALORA":
+        scores = [m.peft.base_model.rankallocator.exp_avg_ipt for m in (resumed, ref_model)]
+        assert scores[1] and set(scores[0]) == set(scores[1])
+        assert all(torch.equal(scores[0][n], scores[1][n]) for n in scores[1])
+
+
+# ----------------------------------------------------------------------------- AdaLoRA's own training
+
+
+def test_adalora_penalty_is_peft_s(models: dict[str, Any]) -> None:
+    """The loop adds the orthogonality penalty PEFT adds inside its forward when labels go in."""
+    lm = models["tiny-llama"]
+    tuned = moved(build(lm, "ADALORA", {"init_r": 4, "target_r": 2, "total_step": 10, "orth_reg_weight": 0.3}))
+    batch = make_batch(lm)
+    out = tuned.peft(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    plain = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                                              ignore_index=-100)
+    penalty = tuned.training_penalty()
+    assert penalty is not None and penalty.requires_grad and float(penalty) > 0
+    torch.testing.assert_close(out.loss - plain, penalty, atol=1e-5, rtol=1e-5)
+    assert build(lm, "LORA", {"r": 2}).training_penalty() is None
+
+
+def test_adalora_reallocates_its_rank_budget(models: dict[str, Any]) -> None:
+    """update_and_allocate runs after every optimizer step: at the end the rank pattern holds
+    target_r per module on average, masked triplets are zero, what is stored is the pattern's
+    triplets only, and a fresh wrapper loaded from it gives the decoded model's logits."""
+    from bench.config import TrainConfig
+    from bench.registry import DATASETS
+    from bench.train import train
+
+    lm = models["tiny-llama"]
+    fields = {"init_r": 4, "target_r": 2, "tinit": 2, "tfinal": 3, "deltaT": 2, "total_step": 14}
+    tuned = build(lm, "ADALORA", fields)
+    ds = DATASETS.get("synthetic_e2e")()
+    options = {"n_train_mrs": 12, "n_dev_mrs": 4, "n_test_mrs": 4}
+    cfg = TrainConfig(max_steps=14, lr=5e-3, batch_size=3, warmup_steps=2, max_target_tokens=48, early_stopping=True,
+                      eval_every=4)
+    train(tuned, lm.tokenizer, ds.load("train", data_dir=None, options=options)[:30], cfg=cfg, seed=3,
+          is_encoder_decoder=False, dev_examples=ds.load("dev", data_dir=None, options=options)[:6], progress=False)
+    pattern = tuned.peft.active_peft_config.rank_pattern
+    assert pattern and sum(map(sum, pattern.values())) == fields["target_r"] * len(pattern)
+    for name, p in tuned.peft.base_model.model.named_parameters():
+        if ".lora_E." in name:
+            keep = torch.tensor(pattern[name])
+            assert torch.count_nonzero(p[~keep]) == 0 and torch.count_nonzero(p[keep]) == int(keep.sum())
+    stored = tuned.stored_state()
+    assert sum(t.shape[0] for k, t in stored.items() if k.endswith(".lora_E")) == fields["target_r"] * len(pattern)
+    assert tuned.n_stored == sum(t.numel() for t in stored.values()) < tuned.n_trained
+    fresh = build(lm, "ADALORA", fields)
+    fresh.load_stored(stored)
+    batch = make_batch(lm)
+    tuned.eval()
+    fresh.eval()
+    with torch.no_grad():
+        mine = tuned(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        again = fresh(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        base = lm.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    # the same sums over fewer (kept) rank-1 terms: equal up to float rounding
+    torch.testing.assert_close(again, mine, atol=1e-6, rtol=0)
+    assert not torch.allclose(mine, base)
+
+
+def test_only_adalora_runs_get_new_keys(tmp_path: Path) -> None:
+    """AdaLoRA trains differently from before (reallocation, penalty): its method version is 2;
+    every other tuner keeps version 1 and its committed run keys."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""
+name: s
+model: tiny-llama
+seeds: [0]
+train: {max_steps: 2}
+datasets: [{name: synthetic_e2e, eval_splits: [test]}]
+methods:
+  - {label: ada, method: peft, config: {peft_type: ADALORA, init_r: 4, target_r: 2, total_step: 2}}
+  - {label: lora, method: peft, config: {peft_type: LORA, r: 2}}
+  - {label: ours, method: lora, config: {r: 2}}
+""")
+    versions = {s.method_label: s.method_version for s in expand(load_suite(suite))}
+    assert versions == {"ada": "2", "lora": "1", "ours": METHODS.get("lora").VERSION}

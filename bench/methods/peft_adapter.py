@@ -37,10 +37,12 @@ virtual tokens of PROMPT_TUNING and P_TUNING as ``bench.methods.embedding_only``
 on them gives the key/values every later token sees). tests/test_peft_train.py checks those
 against PEFT's forward pass (same logits on unpadded rows); prompt types are decoder-only here.
 
-Training differences from PEFT's own trainers, kept visible: AdaLoRA's rank reallocation
-(``update_and_allocate`` after each optimizer step) and its orthogonality penalty (added by
-PEFT only when labels go into the forward) are not run by the shared loop, which knows no
-method: AdaLoRA trains as its SVD-shaped LoRA at the initial rank.
+AdaLoRA trains as PEFT's trainer integration trains it: its orthogonality penalty is added to
+each step's objective (``training_penalty``; PEFT adds it inside its forward only when labels go
+in), its rank budget is reallocated after every optimizer step (``after_optimizer_step``: PEFT's
+``update_and_allocate``), the allocator's scores travel in the checkpoint, and after early
+stopping restores the best dev state the final rank pattern is applied, so the model decoded is
+the one stored (only the pattern's triplets). Its runs are method version 2.
 """
 
 from __future__ import annotations
@@ -351,6 +353,10 @@ def kv_from_embeddings(emb: torch.Tensor, length: int, shape: tuple[int, int, in
     return emb.view(length, n_layers, 2, kv_heads, head_dim).permute(1, 2, 3, 0, 4)
 
 
+# The AdaLoRA rank allocator's per-parameter state, kept in a checkpoint.
+ALLOCATOR_STATE = ("ipt", "exp_avg_ipt", "exp_avg_unc")
+
+
 class PeftTrained(WrappedModel):
     """A PEFT tuner trained by the shared loop.
 
@@ -419,6 +425,71 @@ class PeftTrained(WrappedModel):
             return contextlib.nullcontext()
         return self._served().serving(input_ids, attention_mask)
 
+    # -- AdaLoRA: what PEFT's trainer integration does beyond the loss ----------------------
+    def training_penalty(self) -> torch.Tensor | None:
+        """AdaLoRA's orthogonality penalty, orth_reg_weight x the mean over P and Q matrices of
+        ||P P^T - I||_F (Q^T Q for Q): PEFT adds it inside its forward only when labels go in,
+        and the shared loop computes the loss from the logits."""
+        if self.peft_type != "ADALORA":
+            return None
+        weight = float(self.peft.active_peft_config.orth_reg_weight)
+        terms = []
+        for name, p in self.peft.named_parameters():
+            if p.requires_grad and ("lora_A" in name or "lora_B" in name):
+                cov = p @ p.T if "lora_A" in name else p.T @ p
+                eye = torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device)
+                terms.append(torch.linalg.matrix_norm(cov - eye))
+        return weight * torch.stack(terms).mean() if terms and weight else None
+
+    def after_optimizer_step(self, step: int) -> None:
+        """AdaLoRA's budget schedule: importance scores from the gradients still in place, then
+        the triplets below the step's budget masked (PEFT's ``update_and_allocate``)."""
+        if self.peft_type == "ADALORA":
+            self.peft.base_model.update_and_allocate(step)
+
+    def training_state(self) -> dict[str, torch.Tensor]:
+        """AdaLoRA's allocator state (importance scores and their averages) and rank pattern:
+        without them a resumed run would reallocate from scratch."""
+        if self.peft_type != "ADALORA":
+            return {}
+        allocator = self.peft.base_model.rankallocator
+        out = {f"{kind}/{n}": t.detach().clone() for kind in ALLOCATOR_STATE
+               for n, t in getattr(allocator, kind).items()}
+        pattern = self.peft.active_peft_config.rank_pattern or {}
+        out.update({f"rank_pattern/{n}": torch.tensor(keep, dtype=torch.bool) for n, keep in pattern.items()})
+        return out
+
+    def load_training_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        if self.peft_type != "ADALORA":
+            return
+        allocator = self.peft.base_model.rankallocator
+        for kind in ALLOCATOR_STATE:
+            setattr(allocator, kind, {k.split("/", 1)[1]: v.clone() for k, v in state.items()
+                                      if k.startswith(f"{kind}/")})
+        pattern = {k.split("/", 1)[1]: v.tolist() for k, v in state.items() if k.startswith("rank_pattern/")}
+        self.peft.active_peft_config.rank_pattern = pattern or None
+
+    def finish_training(self) -> None:
+        """AdaLoRA: the final rank pattern applied to the restored best-dev parameters, so the
+        model decoded is the one stored (PEFT saves only the pattern's triplets)."""
+        pattern = self.peft.active_peft_config.rank_pattern if self.peft_type == "ADALORA" else None
+        if pattern:
+            model = self.peft.base_model
+            model.rankallocator.mask_using_rank_pattern(model.model, pattern)
+
+    def _resize_for(self, state: Mapping[str, torch.Tensor]) -> None:
+        """AdaLoRA: a fresh wrapper takes the ranks of stored tensors that a rank pattern cut.
+        Which triplets were kept does not matter once only they are stored: the pattern keeps
+        the first r of each module, and PEFT's resize keeps the scaling of training."""
+        cfg = self.peft.active_peft_config
+        pattern = {}
+        for key, t in state.items():
+            if key.endswith(".lora_E"):
+                r = int(t.shape[0])
+                pattern[key.removeprefix("base_model.model.")] = [True] * r + [False] * (int(cfg.init_r) - r)
+        if any(not all(keep) for keep in pattern.values()):
+            cfg.rank_pattern = pattern
+
     # -- what is stored: PEFT's saved state dict -------------------------------------------
     def stored_state(self) -> dict[str, torch.Tensor]:
         if self._loaded is not None:
@@ -428,13 +499,17 @@ class PeftTrained(WrappedModel):
         was = self.peft.training
         self.peft.eval()  # a prompt encoder's dropout must not reach the saved embeddings
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # AdaLoRA may cut a module to rank 0; PEFT takes the empty tensors for unsaved shards
+                warnings.filterwarnings("ignore", message=".*have invalid shape.*")
                 state = get_peft_model_state_dict(self.peft)
         finally:
             self.peft.train(was)
         return {k: v.detach().clone().contiguous() for k, v in state.items()}
 
     def load_stored(self, state: Mapping[str, torch.Tensor]) -> None:
+        if self.peft_type == "ADALORA" and not self.peft.active_peft_config.rank_pattern:
+            self._resize_for(state)
         mine = self.stored_state()
         wrong = sorted(k for k in set(mine) | set(state)
                        if k not in mine or k not in state or tuple(mine[k].shape) != tuple(state[k].shape))
@@ -507,6 +582,12 @@ class PeftAdapter:
 
     name: ClassVar[str] = "peft"
     VERSION: ClassVar[str] = "1"
+
+    @classmethod
+    def version_of(cls, config: Mapping[str, Any]) -> str:
+        """"2" for AdaLoRA, which from then on trains with its rank reallocation and penalty
+        (it trained at its initial rank before): its runs get new keys, no other tuner's do."""
+        return "2" if dict(config).get("peft_type") == "ADALORA" else cls.VERSION
     Config: ClassVar[type] = PeftConfig
     # The class default, for the path form; a trained tuner's wrapper says True.
     needs_training: ClassVar[bool] = False
