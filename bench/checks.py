@@ -39,6 +39,7 @@ def check_suite(suite: Suite, specs: Sequence[RunSpec], *, data_dir: Path | None
         _check_model(model, [sp for sp in specs if sp.model == model], found)
     for i, entry in enumerate(suite.datasets):
         _check_data(i, entry, [sp for sp in specs if sp.data.name == entry.name], data_dir, found)
+    _check_schedules(specs, found)
     found.problems = [f"{suite.path}: {p}" for p in found.problems]
     found.warnings = [f"{suite.path}: {w}" for w in found.warnings]
     return found
@@ -59,6 +60,24 @@ def validate_suite(path: Path, *, data_dir: Path | None, warnings: list[str]) ->
     if deferred or found.problems:
         raise ConfigError(deferred + found.problems)
     return suite, specs
+
+
+def _check_schedules(specs: Sequence[RunSpec], found: Findings) -> None:
+    """AdaLoRA's budget schedule runs over its own ``total_step``: unlike the run's step budget,
+    it ends the reallocation early (shorter) or never reaches ``target_r`` (longer)."""
+    seen: set[tuple[str, int, int]] = set()
+    for sp in specs:
+        cfg = dict(sp.method_config)
+        if sp.method != "peft" or cfg.get("peft_type") != "ADALORA" or sp.train.max_steps is None:
+            continue
+        total = cfg.get("total_step")
+        key = (sp.method_label, int(total or 0), int(sp.train.max_steps))
+        if total is not None and int(total) != int(sp.train.max_steps) and key not in seen:
+            seen.add(key)
+            found.warnings.append(
+                f"methods {sp.method_label}: AdaLoRA total_step {total} is not the run's train.max_steps "
+                f"{sp.train.max_steps}: its rank budget " + ("never reaches target_r" if int(total) > sp.train.max_steps
+                                                           else f"is final from step {total}"))
 
 
 # ----------------------------------------------------------------------------- models

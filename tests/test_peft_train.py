@@ -474,3 +474,22 @@ methods:
 """)
     versions = {s.method_label: s.method_version for s in expand(load_suite(suite))}
     assert versions == {"ada": "2", "lora": "1", "ours": METHODS.get("lora").VERSION}
+
+
+@pytest.mark.parametrize(("total", "says"), [(100, "never reaches target_r"), (20, "is final from step 20"), (50, None)])
+def test_validate_warns_when_adalora_s_schedule_is_not_the_run_s(total: int, says: str | None, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    suite = tmp_path / "s.yaml"
+    suite.write_text(f"""
+name: s
+model: tiny-llama
+seeds: [0]
+train: {{max_steps: 50}}
+datasets: [{{name: synthetic_e2e, eval_splits: [test]}}]
+methods:
+  - {{label: ada, method: peft, config: {{peft_type: ADALORA, init_r: 4, target_r: 2, total_step: {total}}}}}
+""")
+    capsys.readouterr()
+    assert main(["validate", str(suite)]) == 0
+    warned = [ln for ln in capsys.readouterr().err.splitlines() if "AdaLoRA total_step" in ln]
+    assert (warned == []) if says is None else (len(warned) == 1 and says in warned[0])
