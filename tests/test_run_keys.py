@@ -114,13 +114,16 @@ def test_direct_construction_hashes_by_value() -> None:
     assert dataclasses.replace(spec, train=dataclasses.replace(spec.train, max_grad_norm=None)).train_key != spec.train_key
 
 
-def test_committed_replication_runs_are_cached() -> None:
-    results = REPO / "results" / "replication_cpu"
+@pytest.mark.parametrize("suite", ["replication_cpu", "peft_baselines"])
+def test_committed_real_data_runs_are_cached(suite: str) -> None:
+    """Every committed run of suites/<suite>.yaml (results/<suite>/) is found cached and scored
+    under the suite's current keys: `bench report` reads them, `bench run` redoes nothing."""
+    results = REPO / "results" / suite
     # Finished runs only: a run the background replication is working on is not committed.
     stored = {p.name for p in store.runs_dir(results).iterdir()
               if p.is_dir() and (store.read_meta(p) or {}).get("status") == "done"}
-    assert stored, "results/replication_cpu holds no runs"
-    specs = store.adopt_stored_keys(expand(load_suite(REPO / "suites" / "replication_cpu.yaml")), results)
+    assert stored, f"results/{suite} holds no runs"
+    specs = store.adopt_stored_keys(expand(load_suite(REPO / "suites" / f"{suite}.yaml")), results)
     found = {s.train_key: cache_state(s, results) for s in specs if s.train_key in stored}
     assert set(found) == stored
     assert set(found.values()) == {"scored"}
