@@ -502,7 +502,9 @@ class PeftTrained(WrappedModel):
             with torch.no_grad(), warnings.catch_warnings():
                 # AdaLoRA may cut a module to rank 0; PEFT takes the empty tensors for unsaved shards
                 warnings.filterwarnings("ignore", message=".*have invalid shape.*")
-                state = get_peft_model_state_dict(self.peft)
+                # the embeddings are frozen and the vocabulary is the model's: nothing to look up
+                # (PEFT's "auto" asks the hub for the base model's config to find out)
+                state = get_peft_model_state_dict(self.peft, save_embedding_layers=False)
         finally:
             self.peft.train(was)
         return {k: v.detach().clone().contiguous() for k, v in state.items()}
@@ -534,7 +536,7 @@ class PeftTrained(WrappedModel):
         cfg.base_model_name_or_path = model
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.peft.save_pretrained(str(tmp))
+            self.peft.save_pretrained(str(tmp), save_embedding_layers=False)
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
 
