@@ -269,10 +269,23 @@ def _split_title(split: str) -> str:
     return split
 
 
+def _one_size(scores: pd.DataFrame) -> pd.Series:
+    """Rows of a (dataset, split) whose runs all trained on one sampled size and none on the
+    full split: one point is no low-data curve, so they get the main layout, at that size."""
+    plain = scores[scores["scenario"].isna()]
+    single = set()
+    for (dataset, split), frame in plain.groupby(["dataset", "split"], sort=False):
+        if frame["train_size"].notna().all() and frame["train_size"].nunique() == 1:
+            single.add((dataset, split))
+    return scores["scenario"].isna() & pd.Series(
+        [(d, sp) in single for d, sp in zip(scores["dataset"], scores["split"], strict=True)], index=scores.index)
+
+
 def main_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats,
                 table: TableWriter = md_table) -> list[str]:
-    """Table 2 (table-to-text) and Table 3 (summarization) layouts: full-data, unfiltered runs."""
-    full = scores[_is_full(scores)] if not scores.empty else scores
+    """Table 2 (table-to-text) and Table 3 (summarization) layouts: full-data, unfiltered runs,
+    and those of a dataset trained at one sampled size only (titled with the size)."""
+    full = scores[_is_full(scores) | _one_size(scores)] if not scores.empty else scores
     out: list[str] = []
     for task, title in (("table_to_text", "Table 2 layout: table-to-text"), ("summarization", "Table 3 layout: summarization")):
         part = full[full["dataset"].map(task_of) == task] if not full.empty else full
@@ -283,7 +296,9 @@ def main_tables(scores: pd.DataFrame, runs: pd.DataFrame, *, stats: RefStats,
             continue
         out += [f"## {title}", ""]
         for (dataset, split), frame in blocks:
-            out += [f"### {dataset_name(dataset)} ({_split_title(split)})", ""]
+            size = frame["train_size"].dropna()
+            size_text = f", {int(size.iloc[0])} training examples" if len(size) else ""
+            out += [f"### {dataset_name(dataset)} ({_split_title(split)}{size_text})", ""]
             cells = aggregate(frame, CELL_KEYS)
             out += score_table(cells, _runs_of(runs, frame), stats=stats, table=table) + [""]
     return out
@@ -347,7 +362,8 @@ def primary_group(frame: pd.DataFrame) -> str:
 
 def low_data_tables(scores: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """The numbers behind Figure 3: the primary metric by training size, one row per method."""
-    part = scores[scores["train_size"].notna() & scores["scenario"].isna()] if not scores.empty else scores
+    part = scores[scores["train_size"].notna() & scores["scenario"].isna() & ~_one_size(scores)] \
+        if not scores.empty else scores
     blocks = _blocks(part, ["dataset", "split"])
     if not blocks:
         return []
