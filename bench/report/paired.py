@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from bench.report import reference as ref
+from bench.report.claim_table2 import size_text
 from bench.report.claims import _group_filter, _lower_better, _pairs, _runs_by_key, _scale, compare
 from bench.report.tables import dataset_name, fmt_num, md_table
 
@@ -42,9 +43,7 @@ def _metrics(block: pd.DataFrame, wanted: Sequence[str]) -> list[str]:
 
 
 def _cell_title(cell: dict) -> str:
-    size = cell["train_size"]
-    size_txt = ("full training set" if size is None or (isinstance(size, float) and math.isnan(size))
-                else f"{int(size)} training examples")
+    size_txt = size_text(cell["train_size"])
     scenario = cell["scenario"]
     extra = "" if scenario is None or (isinstance(scenario, float) and math.isnan(scenario)) else f", {scenario}"
     return f"{cell['model']}, {dataset_name(str(cell['dataset']))} ({cell['split']}), {size_txt}{extra}"
