@@ -478,3 +478,17 @@ def test_efficiency_section_sums_the_compute_of_finished_runs(tmp_path: Path) ->
     assert line.startswith("Compute: the 3 finished run(s) took 2.00 h of wall-clock time (1.50 h training, 30.1 min "
                            "decoding")
     assert "1 without a recorded decode time, not counted" in line
+
+
+def test_reference_line_is_scoped_to_the_tables_when_claims_show_paper_values() -> None:
+    """The claims sections always print the paper's numbers; the head line must not deny that."""
+    from bench.report.render import _reference_line
+    from bench.report.tables import RefStats
+
+    stats = RefStats(matched=0, cells=4, settings={("smollm2-135m", "webnlg")})
+    plain = _reference_line(stats)
+    scoped = _reference_line(stats, with_claims=True)
+    assert plain.startswith("No paper value is shown:")
+    assert scoped.startswith("In the layout tables below the claims, no paper value is shown")
+    assert "claim sections give the paper's numbers" in scoped
+    assert "smollm2-135m on webnlg" in scoped

@@ -51,7 +51,9 @@ def _counts(rs: ResultSet) -> str:
             "Every number is read from cached results; `bench report` never trains.")
 
 
-def _reference_line(stats: tables.RefStats) -> str:
+def _reference_line(stats: tables.RefStats, *, with_claims: bool = False) -> str:
+    """Whether (and why not) the layout tables carry paper values. With claim sections, the line is
+    scoped to the tables: the claims always show the paper's numbers beside ours, for context."""
     if stats.cells == 0:
         return ""
     if stats.matched:
@@ -67,6 +69,9 @@ def _reference_line(stats: tables.RefStats) -> str:
     else:
         why = ("no run here has a published setting (the paper's method labels such as finetune or "
                "prefix_0.1pct, its splits, full training data)")
+    if with_claims:
+        return (f"In the layout tables below the claims, no paper value is shown beside our cells: {why}. "
+                "The claim sections give the paper's numbers beside ours, for context, not as a match.")
     return f"No paper value is shown: {why}."
 
 
@@ -91,7 +96,7 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     body += tables.provenance(rs.runs)
 
     head = [f"# Report: {rs.suite}", "", _counts(rs)]
-    line = _reference_line(stats)
+    line = _reference_line(stats, with_claims=bool(claims and claims.lines))
     if line:
         head += ["", line]
     if scores.empty:
