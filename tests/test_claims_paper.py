@@ -162,3 +162,23 @@ def test_figure5_words_against_random_at_equal_length(tmp_path: Path) -> None:
     assert rows[1].startswith("| elephant | 23 | 0 |")
     assert "**Verdict (\"table-to-text:\" vs random): reproduced — real words ahead of random" in text
     assert "over 3 subset(s)" in text and "claim_fig5_e2e_test" in [f.stem for f in report.figures]
+
+
+def test_claim1_says_how_far_each_row_trained(tmp_path: Path) -> None:
+    """A row far behind may be under-trained: the section shows its dev loss and where it ended."""
+    keys = {label: _table2_run(tmp_path, label, method, q) for label, method, q in
+            [("finetune", "full", "good"), ("ft_top2", "top_k", "bad"), ("prefix_0.1pct", "prefix", "good")]}
+    trains = {"finetune": {"dev_loss_before": 80.0, "dev_losses": [[20, 60.0], [40, 40.0], [60, 41.0]],
+                           "best_step": 40, "steps": 60, "stopped_at": 60},
+              "ft_top2": {"dev_loss_before": 80.0, "dev_losses": [[20, 70.0], [40, 60.0]], "best_step": 40,
+                          "steps": 40, "stopped_at": None}}
+    for label, train in trains.items():
+        folder = store.run_dir(tmp_path, keys[label])
+        meta = store.read_meta(folder) or {}
+        store.write_json(folder / "meta.json", meta | {"train": train})
+    text = _report(tmp_path)
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if " | E2E | " in line}
+    assert "80.0 → 40.0 (-50%)" in rows["FINE-TUNE"] and "stopped by patience at step 60" in rows["FINE-TUNE"]
+    assert "80.0 → 60.0 (-25%)" in rows["FT-TOP2"] and "still improving at the last evaluation" in rows["FT-TOP2"]
+    # no training summary stored: shown as unknown, not invented
+    assert rows["PREFIX (0.1%)"].endswith("| – | – |")

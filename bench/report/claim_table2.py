@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pandas as pd
 
+from bench import store
 from bench.report import reference as ref
 from bench.report.claims import (
     CLAIM3,
@@ -30,6 +32,7 @@ from bench.report.claims import (
     _verdict_pair,
     compare,
     fmt_delta,
+    fmt_dev_loss_moved,
 )
 from bench.report.tables import dataset_name, fmt_num, fmt_params, md_table, task_of
 
@@ -139,6 +142,41 @@ def render_table2(blocks: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> lis
     return md_table(headers, rows, numeric_from=1)
 
 
+def _training_rows(blocks: Mapping[str, pd.DataFrame], runs: Mapping[str, dict]) -> list[str]:
+    """How far each row's training went: a row far behind the others may simply be under-trained
+    in the step budget (its best dev loss at the last evaluation says it was still improving)."""
+    rows = []
+    for dataset, block in blocks.items():
+        for label in TABLE2_ROWS:
+            for key in dict.fromkeys(block[block["row_label"] == label]["train_key"]):
+                run = runs.get(key)
+                if run is None:
+                    continue
+                spec = store.read_json(Path(run["path"]) / "spec.json")["spec"].get("train", {})
+                train = (store.read_meta(Path(run["path"])) or {}).get("train") or {}
+                steps, best_step = train.get("steps"), train.get("best_step")
+                last_eval = max((int(s) for s, _ in train.get("dev_losses") or []), default=None)
+                if last_eval is None:
+                    ending = "–"
+                elif train.get("stopped_at") is not None:
+                    ending = f"stopped by patience at step {train['stopped_at']}"
+                elif best_step is not None and best_step == last_eval:
+                    ending = "still improving at the last evaluation"
+                else:
+                    ending = "plateaued before the end"
+                run_steps = f"{steps if steps is not None else '–'} of {spec.get('max_steps', '–')}"
+                rows.append([ROW_NAMES[label], dataset_name(dataset), f"{spec.get('lr', float('nan')):g}",
+                             str(spec.get("batch_size", "–")), run_steps,
+                             str(best_step if best_step is not None else "–"), fmt_dev_loss_moved(train), ending])
+    if not rows:
+        return []
+    head = ("How far each row trained (dev loss: the sum of token losses per reference, averaged over the dev "
+            "examples; best = the checkpoint decoded):")
+    return [head, "",
+            *md_table(["row", "dataset", "lr", "batch", "steps run", "best step", "dev loss: untrained → best",
+                       "end of training"], rows, numeric_from=2), ""]
+
+
 def _compare_rows(block: pd.DataFrame, runs: Mapping[str, dict], a: str, b: str, group: str,
                   dataset: str, metric: str = "bleu") -> Comparison | None:
     """B - A on ``metric`` over the sources of ``group`` (paired bootstrap)."""
@@ -187,6 +225,7 @@ def claim1(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> l
                "the paper's GPT-2 medium value on the full training set (ACL Table 2). S / U / A: seen, unseen and "
                "all test categories. TER: lower is better."), "",
               *render_table2(blocks, runs), ""]
+    lines += _training_rows(blocks, by_key)
     absent = _missing_rows(missing, blocks)
     if absent:
         lines += [f"Not run yet: {', '.join(absent)}.", ""]

@@ -456,17 +456,19 @@ def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
 def _dev_loss_moved(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
     """Dev loss before training → best, per run (a method that does not learn shows here); runs
     stored without the untrained loss start from their first evaluation ("at step N")."""
-    out = []
-    for key in dict.fromkeys(sel["train_key"]):
-        meta = store.read_meta(Path(runs[key]["path"])) or {}
-        moved = dev_loss_moved(meta.get("train") or {})
-        if moved is None:
-            out.append("–")
-            continue
-        first, best, step = moved
-        where = "" if step is None else f" at step {step}"
-        out.append(f"{first:.1f}{where} → {best:.1f} ({(best - first) / first:+.0%})")
+    out = [fmt_dev_loss_moved((store.read_meta(Path(runs[key]["path"])) or {}).get("train") or {})
+           for key in dict.fromkeys(sel["train_key"])]
     return "; ".join(out) or "–"
+
+
+def fmt_dev_loss_moved(train: Mapping) -> str:
+    """"untrained → best (change)" from a run's training summary; "–" where none is stored."""
+    moved = dev_loss_moved(dict(train))
+    if moved is None:
+        return "–"
+    first, best, step = moved
+    where = "" if step is None else f" at step {step}"
+    return f"{first:.1f}{where} → {best:.1f} ({(best - first) / first:+.0%})"
 
 
 def _learning_rates(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
