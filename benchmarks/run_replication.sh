@@ -39,8 +39,14 @@ step --where subset=2 dataset=e2e train_size=500 --only prefix finetune
 # Issue #22, in its order of priority: WebNLG Table 2 (claims 1 and 3; prefix and fine-tuning
 # first, as claim 3 needs only those two), then E2E Table 2, Figure 5, Figure 4.
 step --where dataset=webnlg --only prefix_0.1pct finetune
-step --where dataset=webnlg --only adapter_0.1pct ft_top2 adapter_3pct
-step --where dataset=e2e train_size=500 subset=0 --only prefix_0.1pct adapter_0.1pct ft_top2 adapter_3pct
+# One method per step: `--only` does not order runs, and Adapter (0.1%) carries claim 1's second
+# half (prefix vs the adapter at the same budget), so it goes before Adapter (3%) and FT-top2.
+for method in adapter_0.1pct ft_top2 adapter_3pct; do
+  step --where dataset=webnlg --only $method
+done
+for method in prefix_0.1pct adapter_0.1pct ft_top2 adapter_3pct; do
+  step --where dataset=e2e train_size=500 subset=0 --only $method
+done
 # Figure 5 (initialization, 100 examples), then Figure 4 (prefix length, 500 examples).
 step --where dataset=e2e train_size=100 --only prefix_random
 step --where dataset=e2e train_size=100 subset=0 --only prefix_summarize prefix_elephant
