@@ -70,6 +70,7 @@ def test_claim1_table2_layout_and_verdict(tmp_path: Path) -> None:
     assert rows == ["FINE-TUNE", "FT-TOP2", "ADAPTER (3%)", "ADAPTER (0.1%)", "PREFIX (0.1%)"]
     assert "(69.7)" in table[5] or "(70.3)" in table[5]  # the paper's PREFIX E2E BLEU beside ours
     assert "**Verdict: reproduced — E2E: comparable or better than fine-tuning" in text
+    assert "; prefix − Adapter (3%) " in text and "(not part of the verdict)" in text
 
     # fine-tuning far ahead of prefix-tuning: the claim is contradicted
     for label, method, q in [("finetune", "full", "good"), ("adapter_0.1pct", "adapter", "bad"),
