@@ -152,7 +152,7 @@ def _training_rows(blocks: Mapping[str, pd.DataFrame], runs: Mapping[str, dict])
                 run = runs.get(key)
                 if run is None:
                     continue
-                spec = store.read_json(Path(run["path"]) / "spec.json")["spec"].get("train", {})
+                spec = run["train_spec"]
                 train = (store.read_meta(Path(run["path"])) or {}).get("train") or {}
                 steps, best_step = train.get("steps"), train.get("best_step")
                 last_eval = max((int(s) for s, _ in train.get("dev_losses") or []), default=None)

@@ -150,7 +150,8 @@ def _runs_by_key(runs: pd.DataFrame) -> dict[str, dict]:
     for r in runs.to_dict("records"):
         spec = store.read_json(Path(r["path"]) / "spec.json")["spec"]
         r["decode_key"] = spec.get("decode_key")
-        r["lr"] = spec.get("train", {}).get("lr", float("nan"))
+        r["train_spec"] = spec.get("train", {})
+        r["lr"] = r["train_spec"].get("lr", float("nan"))
         out[r["train_key"]] = r
     return out
 
@@ -461,9 +462,9 @@ def _dev_loss_moved(sel: pd.DataFrame, runs: Mapping[str, dict]) -> str:
     return "; ".join(out) or "–"
 
 
-def fmt_dev_loss_moved(train: Mapping) -> str:
+def fmt_dev_loss_moved(train: dict) -> str:
     """"untrained → best (change)" from a run's training summary; "–" where none is stored."""
-    moved = dev_loss_moved(dict(train))
+    moved = dev_loss_moved(train)
     if moved is None:
         return "–"
     first, best, step = moved
