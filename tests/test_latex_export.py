@@ -15,6 +15,7 @@ import pytest
 from test_report import ablation_tree, e2e_scores, table2_tree, write_run
 
 from bench.cli import main
+from bench.report.claims import claims_report
 from bench.report.data import TIDY_COLUMNS, collect_all
 from bench.report.latex import PAPER_NOTE, escape, latex_table
 from bench.report.render import render_latex, render_markdown
@@ -35,7 +36,8 @@ def test_latex_tables_are_booktabs_with_the_papers_values_marked(tmp_path: Path)
     write_run(tmp_path, label="top_2%", method="top_k", scores=e2e_scores(0.66), params=(50, 50, 354_823_168))
     [rs] = collect_all(results=tmp_path)
     tex = render_latex(rs)
-    tables = _tables(tex)
+    claims = [t for t in _tables(tex) if "The paper's claims, tested" in t]  # test_latex_claim_sections
+    tables = [t for t in _tables(tex) if t not in claims]
     assert [re.search(r"\\caption\{(.*)\}", t).group(1) for t in tables] == [
         "Table 2 layout: table-to-text --- E2E (test)", "Table 2 layout: table-to-text --- WebNLG (test)",
         "Efficiency"]
@@ -59,7 +61,30 @@ def test_latex_tables_are_booktabs_with_the_papers_values_marked(tmp_path: Path)
     assert PAPER_NOTE in e2e and PAPER_NOTE not in tables[2]
     assert "\\begin{tabular}{llll" + "r" * 10 + "}" in e2e
     for env in ("table", "tabular", "adjustbox"):
-        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 3
+        assert tex.count(f"\\begin{{{env}}}") == tex.count(f"\\end{{{env}}}") == 3 + len(claims)
+
+
+def test_latex_claim_sections(tmp_path: Path) -> None:
+    """The claim sections' tables go into the .tex too: the paper's values in their own italic
+    column, the verdict and its rule as notes under the table they read."""
+    table2_tree(tmp_path)
+    [rs] = collect_all(results=tmp_path)
+    tex = render_latex(rs)
+    claims = [t for t in _tables(tex) if "The paper's claims, tested" in t]
+    captions = [re.search(r"\\caption\{(.*)\}", t).group(1) for t in claims]
+    claim1 = "The paper's claims, tested --- Claim 1 --- prefix-tuning vs fine-tuning and adapters (Table 2 layout)"
+    assert captions[:2] == [claim1, claim1]
+    table2, training = claims[:2]
+    assert "method & trained & stored & E2E BLEU & \\textit{paper} & E2E NIST & \\textit{paper}" in table2
+    # ours and the paper's value apart (the markdown writes "70.0 (70.3)" into one cell)
+    assert "PREFIX (0.1\\%) & 7.24\\% (25,700,000) & 0.0693\\% (245,760) & 70.0 & \\textit{70.3} &" in table2
+    assert "70.0 (70.3)" in "\n".join(claims_report(rs.scores, rs.runs, rs.missing).lines) and "(70.3)" not in tex
+    assert PAPER_NOTE in table2 and PAPER_NOTE not in training
+    # the training table: its intro (a line ending in a colon) and the verdict are notes under it
+    assert "dev loss: untrained $\\rightarrow$ best" in training
+    notes = training.split("{\\footnotesize", 1)[1]
+    assert notes.index("How far each row trained") < notes.index("\\textbf{Verdict: ")
+    assert not re.search(r"[^\x00-\x7f]", tex), "every non-ASCII symbol is escaped for LaTeX"
 
 
 def test_latex_low_data_and_table5_layouts(tmp_path: Path) -> None:

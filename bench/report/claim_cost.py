@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import store
 from bench.contention import CONTENDED
-from bench.report.tables import dataset_name, md_table
+from bench.report.tables import TableWriter, dataset_name, md_table
 
 CLAIM6 = ("Prefix-tuning trains about 30% faster than fine-tuning, with far less memory, and stores about "
           "1000x fewer parameters per task (Section 4.2/7.1: 0.1% of the parameters, no gradients for the LM's "
@@ -92,7 +92,7 @@ def _summary(values: Sequence[float]) -> str:
             f"{len(values)} pairs)")
 
 
-def claim6(runs: pd.DataFrame) -> list[str]:
+def claim6(runs: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """The claim-6 section, or nothing where no prefix run has a matched fine-tuning run."""
     pairs = cost_pairs(runs)
     if not pairs:
@@ -117,7 +117,7 @@ def claim6(runs: pd.DataFrame) -> list[str]:
               "size; ratios are prefix / fine-tuning (below 1: prefix cheaper), storage is fine-tuning / prefix. "
               "Time ratios use only the pairs where neither run shared the machine (others' CPU recorded and at "
               f"most {CONTENDED:.0%}); memory is what training added above the loaded model."), "",
-             *md_table(["runs (dataset size / subset / seed)", "batch", "rows", "step time", "time per run",
+             *table(["runs (dataset size / subset / seed)", "batch", "rows", "step time", "time per run",
                         "memory above model", "stored: FT / prefix", "machine to itself"], rows), ""]
     n_skipped = len(pairs) - len(clean)
     lines += [f"- Step time, prefix / fine-tuning: {_summary(step)} (paper: about {PAPER_SPEED_RATIO:.1f}x)",

@@ -37,7 +37,7 @@ from bench.report.figures import (
     init_figure,
     length_figure,
 )
-from bench.report.tables import dataset_name, md_table, primary_group, primary_metric
+from bench.report.tables import TableWriter, dataset_name, md_table, primary_group, primary_metric
 
 LENGTH_LABEL = re.compile(r"^prefix_(\d+)$")
 PAPER_LENGTHS = (1, 5, 10, 20, 40)
@@ -68,7 +68,7 @@ def _diff(sel: pd.DataFrame, by_key: dict, a: pd.Series, b: pd.Series, metric: s
 # ----------------------------------------------------------------------------- Figure 4
 
 
-def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
+def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> ClaimReport:
     part = scores[(scores["method"] == "prefix") & scores["row_label"].astype(str).str.match(LENGTH_LABEL)
                   & scores["scenario"].isna()]
     lines: list[str] = []
@@ -92,7 +92,7 @@ def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
         rows = [[str(n), f"{points[n]:.2f}",
                  "" if n == best else fmt_delta(_diff(sel, by_key, sel["_len"] == n, sel["_len"] == best, metric))]
                 for n in lengths]
-        lines += md_table(["length", ref.display_name(metric), f"Δ (length {best} − this), 95% CI, p"], rows)
+        lines += table(["length", ref.display_name(metric), f"Δ (length {best} − this), 95% CI, p"], rows)
         short, long = min(lengths), max(lengths)
         c_short = _diff(sel, by_key, sel["_len"] == short, sel["_len"] == best, metric) if best != short else None
         c_long = _diff(sel, by_key, sel["_len"] == long, sel["_len"] == best, metric) if best != long else None
@@ -131,7 +131,7 @@ def verdict_fig4(best: int, lengths: list[int], c_short: Comparison | None, c_lo
 # ----------------------------------------------------------------------------- Figure 5
 
 
-def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
+def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> ClaimReport:
     part = scores[(scores["method"] == "prefix") & scores["init"].notna() & scores["train_size"].notna()
                   & scores["scenario"].isna()]
     lines: list[str] = []
@@ -164,7 +164,7 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
             stored = ", ".join(f"{int(v):,}" for v in sorted(set(s["n_stored"].dropna())))
             rows.append([init, stored, ", ".join(str(int(v)) for v in sorted(set(s["subset"]))),
                          mean_std_ci(s["value"] * scale), "" if c is None else fmt_delta(c)])
-        lines += md_table(["initialization", "stored parameters", "subsets", ref.display_name(metric),
+        lines += table(["initialization", "stored parameters", "subsets", ref.display_name(metric),
                            "Δ (this − random), paired 95% CI, p"], rows)
         lines += ["", f"**Verdict (\"{PAPER_WORD}\" vs random): {verdict_fig5(primary)}**", "",
                   ("Rule: reproduced when the paired 95% interval of real-word − random (pooled over the subsets both "

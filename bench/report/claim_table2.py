@@ -34,7 +34,15 @@ from bench.report.claims import (
     fmt_delta,
     fmt_dev_loss_moved,
 )
-from bench.report.tables import dataset_name, fmt_num, fmt_params, md_table, task_of
+from bench.report.tables import (
+    ScoreCell,
+    TableWriter,
+    dataset_name,
+    fmt_num,
+    fmt_params,
+    md_table,
+    task_of,
+)
 
 TABLE2_ROWS = ("finetune", "ft_top2", "adapter_3pct", "adapter_0.1pct", "prefix_0.1pct")
 ROW_NAMES = {"finetune": "FINE-TUNE", "ft_top2": "FT-TOP2", "adapter_3pct": "ADAPTER (3%)",
@@ -114,7 +122,8 @@ def _value(block: pd.DataFrame, label: str, metric: str, group: str) -> tuple[fl
     return float(sel["value"].iloc[0]) * scale, scale
 
 
-def render_table2(blocks: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> list[str]:
+def render_table2(blocks: Mapping[str, pd.DataFrame], runs: pd.DataFrame, *,
+                  table: TableWriter = md_table) -> list[str]:
     """Table 2 in the paper's layout: ours, with the paper's GPT-2 medium value in brackets."""
     headers = ["method", "trained", "stored"]
     cols: list[tuple[str, str, str]] = []
@@ -136,13 +145,13 @@ def render_table2(blocks: Mapping[str, pd.DataFrame], runs: pd.DataFrame) -> lis
             ours, _ = _value(blocks[dataset], label, metric, group)
             paper = ref.paper_value(model="gpt2-medium", method_label=label, dataset=dataset, split="test",
                                     group=group, metric=metric)
-            text = "–" if ours is None else fmt_num(ours, 1 if abs(ours) >= 10 else 2)
-            line.append(f"{text} ({paper.value:g})" if paper is not None else text)
+            line.append(_fmt(ours, paper))
         rows.append(line)
-    return md_table(headers, rows, numeric_from=1)
+    return table(headers, rows, numeric_from=1)
 
 
-def _training_rows(blocks: Mapping[str, pd.DataFrame], runs: Mapping[str, dict]) -> list[str]:
+def _training_rows(blocks: Mapping[str, pd.DataFrame], runs: Mapping[str, dict], *,
+                   table: TableWriter = md_table) -> list[str]:
     """How far each row's training went: a row far behind the others may simply be under-trained
     in the step budget (its best dev loss at the last evaluation says it was still improving)."""
     rows = []
@@ -173,7 +182,7 @@ def _training_rows(blocks: Mapping[str, pd.DataFrame], runs: Mapping[str, dict])
     head = ("How far each row trained (dev loss: the sum of token losses per reference, averaged over the dev "
             "examples; best = the checkpoint decoded):")
     return [head, "",
-            *md_table(["row", "dataset", "lr", "batch", "steps run", "best step", "dev loss: untrained → best",
+            *table(["row", "dataset", "lr", "batch", "steps run", "best step", "dev loss: untrained → best",
                        "end of training"], rows, numeric_from=2), ""]
 
 
@@ -209,7 +218,8 @@ def verdict_vs_adapter(c: Comparison | None) -> tuple[int, str]:
     return (1 if c.ci[0] > 0 else -1 if c.ci[1] < 0 else 0), f"vs Adapter (0.1%): {what}"
 
 
-def claim1(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> list[str]:
+def claim1(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame, *,
+           table: TableWriter = md_table) -> list[str]:
     """The Table 2 section with claim 1's verdict; nothing where no prefix_0.1pct run finished."""
     blocks = table2_blocks(scores)
     if not blocks:
@@ -221,11 +231,11 @@ def claim1(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> l
     for dataset, block in blocks.items():
         r = block.iloc[0]
         setting.append(f"{dataset_name(dataset)}: {size_text(r['train_size'])}, subset {r['subset']}, seed {r['seed']}")
-    lines += [("Ours: " + "; ".join(setting) + f"; model {blocks[next(iter(blocks))]['model'].iloc[0]}. In brackets: "
+    lines += [("Ours: " + "; ".join(setting) + f"; model {blocks[next(iter(blocks))]['model'].iloc[0]}. Beside ours: "
                "the paper's GPT-2 medium value on the full training set (ACL Table 2). S / U / A: seen, unseen and "
                "all test categories. TER: lower is better."), "",
-              *render_table2(blocks, runs), ""]
-    lines += _training_rows(blocks, by_key)
+              *render_table2(blocks, runs, table=table), ""]
+    lines += _training_rows(blocks, by_key, table=table)
     absent = _missing_rows(missing, blocks)
     if absent:
         lines += [f"Not run yet: {', '.join(absent)}.", ""]
@@ -278,7 +288,7 @@ def _missing_rows(missing: pd.DataFrame, blocks: Mapping[str, pd.DataFrame]) -> 
     return out
 
 
-def claim3_seen_unseen(scores: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
+def claim3_seen_unseen(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> list[str]:
     """Claim 3 from Table 2 runs whose test set has seen and unseen categories (WebNLG 2017: the
     train split holds only the seen ones): prefix − fine-tuning on U, beside the same on S."""
     lines: list[str] = []
@@ -292,7 +302,7 @@ def claim3_seen_unseen(scores: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                   f"Paper: {CLAIM3}", "",
                   (f"Both rows trained on {_size(r0['train_size']) or 'all'} examples of the seen categories only "
                    f"(subset {r0['subset']}, seed {r0['seed']}); Δ: paired bootstrap over the test sources of each "
-                   "group. In brackets: the paper's GPT-2 medium values."), ""]
+                   "group. Beside ours: the paper's GPT-2 medium values."), ""]
         rows = []
         deltas: dict[tuple[str, str], Comparison | None] = {}
         for metric in metrics:
@@ -307,7 +317,7 @@ def claim3_seen_unseen(scores: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
                                      group=group, metric=metric)
                 rows.append([f"{ref.display_name(metric)} {GROUP_SHORT[group]}", _fmt(pre, pp), _fmt(ft, pf), fmt_delta(c),
                              "–" if pp is None or pf is None else f"{pp.value - pf.value:+.2f}"])
-        lines += md_table(["metric", "prefix_0.1pct", "finetune", "Δ (prefix − finetune), 95% CI, p", "paper Δ"], rows)
+        lines += table(["metric", "prefix_0.1pct", "finetune", "Δ (prefix − finetune), 95% CI, p", "paper Δ"], rows)
         u, s = deltas.get(("bleu", "unseen")), deltas.get(("bleu", "seen"))
         lower = bool(block[block["metric"] == "bleu"]["higher_is_better"].eq(False).any())
         verdict = _verdict_pair(u, better="prefix", worse="fine-tuning", lower_is_better=lower)
@@ -319,6 +329,9 @@ def claim3_seen_unseen(scores: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     return lines
 
 
-def _fmt(ours: float | None, paper: ref.PaperValue | None) -> str:
+def _fmt(ours: float | None, paper: ref.PaperValue | None) -> ScoreCell:
+    """Ours with the paper's value in brackets (kept apart for the LaTeX writer's paper column)."""
     text = "–" if ours is None else fmt_num(ours, 1 if abs(ours) >= 10 else 2)
-    return f"{text} ({paper.value:g})" if paper is not None else text
+    if paper is None:
+        return ScoreCell(text, text)
+    return ScoreCell(f"{text} ({paper.value:g})", text, f"{paper.value:g}")

@@ -27,7 +27,7 @@ import pandas as pd
 from bench import store
 from bench.report import reference as ref
 from bench.report.figures import ReportFigure, _figure, interval95
-from bench.report.tables import dataset_name, fmt_num, md_table
+from bench.report.tables import ScoreCell, TableWriter, dataset_name, fmt_num, md_table
 from bench.runner import dev_loss_moved
 
 N_BOOT = 1000
@@ -180,7 +180,8 @@ def _low_data_metric_pair(scores: pd.DataFrame) -> list[str]:
     return chosen or have[:1]
 
 
-def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> ClaimReport:
+def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame, *,
+           table: TableWriter = md_table) -> ClaimReport:
     part = scores[scores["train_size"].notna() & scores["scenario"].isna()
                   & scores["method"].isin(["prefix", "full"])]
     lines: list[str] = []
@@ -224,7 +225,7 @@ def claim2(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> C
                 lines += [(f"**{pre}** vs **{ft}**: mean ± std over subsets x seeds [95% t-interval] (n runs); "
                           "Δ: paired bootstrap over test sources, pooled over the runs that share a subset "
                           f"and seed ({N_BOOT} resamples)."), ""]
-                lines += md_table(headers, rows)
+                lines += table(headers, rows)
                 verdict = _verdict2(deltas, _incomplete(missing, dataset, {ft, pre}), metrics[0])
                 lines += ["", f"**Verdict ({pre} vs {ft}): {verdict}**", ""]
         figures.append(_figure3(block, dataset, split, metrics))
@@ -317,7 +318,7 @@ def _figure3(block: pd.DataFrame, dataset: str, split: str, metrics: list[str]) 
 # ----------------------------------------------------------------------------- claim 3
 
 
-def claim3(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
+def claim3(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> ClaimReport:
     part = scores[scores["scenario"].notna() & scores["method"].isin(["prefix", "full"])]
     lines: list[str] = []
     if part.empty or part["method"].nunique() < 2:
@@ -350,8 +351,8 @@ def claim3(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
                                  mean_std_ci(a["value"] * scale), fmt_delta(c),
                                  _paper("gpt2-medium", "prefix_0.1pct", dataset, paper_split, metric),
                                  _paper("gpt2-medium", "finetune", dataset, paper_split, metric)])
-                lines += md_table(["metric", b_label, a_label, f"Δ ({b_label} − {a_label}), 95% CI, p",
-                                   "paper prefix (GPT-2 M)", "paper FT (GPT-2 M)"], rows)
+                lines += table(["metric", b_label, a_label, f"Δ ({b_label} − {a_label}), 95% CI, p",
+                                "paper prefix (GPT-2 M)", "paper FT (GPT-2 M)"], rows)
                 verdict = _verdict_pair(primary, better="prefix", worse="fine-tuning",
                                         lower_is_better=_lower_better(block, metrics[0]))
                 lines += ["", f"**Verdict ({b_label} vs {a_label}, model {model}): {verdict}**", ""]
@@ -391,7 +392,7 @@ def _verdict_pair(c: Comparison | None, *, better: str, worse: str, lower_is_bet
 ABLATION_ORDER = ("prefix", "infix", "embedding_only")
 
 
-def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
+def claim4(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> ClaimReport:
     """One section per (dataset, split, size, length). A method may have several rows (labels:
     the paper's learning rate and a tuned variant); each choice of one row per method gets its
     own verdict, and every row says how far its training moved the dev loss."""
@@ -423,13 +424,14 @@ def claim4(scores: pd.DataFrame, runs: pd.DataFrame) -> ClaimReport:
             for m, label in columns:
                 v = sel[sel["row_label"] == label]["value"] * scale
                 paper = _paper("gpt2-medium", paper_label[m], dataset, split, metric)
-                row.append(f"{mean_std_ci(v)} (paper {paper})")
+                ours = mean_std_ci(v)
+                row.append(ScoreCell(f"{ours} (paper {paper})", ours, paper))
             rows.append(row)
         rows.append(["dev loss (untrained → best)",
                      *[_dev_loss_moved(block[block["row_label"] == label], by_key) for _, label in columns]])
         rows.append(["learning rate", *[_learning_rates(block[block["row_label"] == label], by_key)
                                         for _, label in columns]])
-        lines += md_table(["metric", *[f"{label} ({m})" for m, label in columns]], rows)
+        lines += table(["metric", *[f"{label} ({m})" for m, label in columns]], rows)
         lines += ["", "Paper values: GPT-2 medium, full E2E training set, Table 5 (prefix row: length 10).", ""]
         primary = metrics[0]
         sel = block[(block["group"] == "all") & (block["metric"] == primary)]
@@ -527,8 +529,10 @@ def claim5_not_testable(scores: pd.DataFrame) -> list[str]:
              "(no hub). suites/summarization.yaml runs the claim where both are available."), ""]
 
 
-def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame) -> ClaimReport:
-    """Every claim the runs can test; ``missing``: the runs the suite expects that are not done."""
+def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame, *,
+                  table: TableWriter = md_table) -> ClaimReport:
+    """Every claim the runs can test; ``missing``: the runs the suite expects that are not done;
+    ``table``: the table writer (``md_table``, or ``latex_table`` for the LaTeX export)."""
     if scores.empty:
         return ClaimReport([], [])
     # imported here: these modules build on this one's statistics
@@ -536,10 +540,11 @@ def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFram
     from bench.report.claim_figures import claim_fig4, claim_fig5
     from bench.report.claim_table2 import claim1, claim3_seen_unseen
 
-    parts = [ClaimReport(claim1(scores, runs, missing), []), claim2(scores, runs, missing),
-             claim3(scores, runs), ClaimReport(claim3_seen_unseen(scores, runs), []), claim4(scores, runs),
-             claim_fig4(scores, runs), claim_fig5(scores, runs)]
-    parts.append(ClaimReport(claim6(runs), []))
+    parts = [ClaimReport(claim1(scores, runs, missing, table=table), []), claim2(scores, runs, missing, table=table),
+             claim3(scores, runs, table=table), ClaimReport(claim3_seen_unseen(scores, runs, table=table), []),
+             claim4(scores, runs, table=table), claim_fig4(scores, runs, table=table),
+             claim_fig5(scores, runs, table=table)]
+    parts.append(ClaimReport(claim6(runs, table=table), []))
     if any(p.lines for p in parts):  # claim 5's "not testable" only beside claims that are tested
         parts.append(ClaimReport(claim5_not_testable(scores), []))
     lines = [line for p in parts for line in p.lines]
@@ -551,7 +556,7 @@ def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFram
         lines += ["### Not tested yet", "",
                   ("Runs of this suite still missing (a claim without a section above has none finished "
                    "yet):"), "",
-                  *md_table(["dataset", "method", "missing runs"],
+                  *table(["dataset", "method", "missing runs"],
                             [[dataset_name(d), m, str(n)] for (d, m), n in counts.items()]), ""]
     if lines:
         lines = ["## The paper's claims, tested", "",

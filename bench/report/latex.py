@@ -24,7 +24,7 @@ _ESCAPES = {
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
     "±": r"$\pm$", "Δ": r"$\Delta$", "×": r"$\times$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
     "−": r"$-$", "†": r"\dag{}", "·": r"$\cdot$", "⟨": r"$\langle$", "⟩": r"$\rangle$", "≥": r"$\geq$",
-    "≤": r"$\leq$", "…": r"\ldots{}", "—": "---", "–": "--", "≈": r"$\approx$",
+    "≤": r"$\leq$", "…": r"\ldots{}", "—": "---", "–": "--", "≈": r"$\approx$", "→": r"$\rightarrow$",
 }
 _SPECIAL = re.compile("|".join(re.escape(c) for c in _ESCAPES))
 # markdown inline marks the report's notes use: `code`, **bold**, *italic*, "quoted"
@@ -95,7 +95,8 @@ def _label(suite: str, n: int) -> str:
 def latex_document(lines: Sequence[str], *, suite: str, head: Sequence[str] = ()) -> str:
     """The ``.tex`` fragment: a ``table`` float per :class:`LatexBlock` in ``lines``, captioned
     by the section (##) and subsection (###) headings above it; the notes of the section go
-    below the table they belong to (before it: a scale note; after it: totals, footnotes)."""
+    below the table they belong to (before it: a scale note or an intro ending in a colon; after it:
+    totals, footnotes, verdicts)."""
     out = [f"% Tables of the prefix-bench suite {suite!r}, written by `bench report --format latex`.",
            r"% \input this file; it needs \usepackage{booktabs} and \usepackage{adjustbox}.",
            *[f"% {line}" for line in head if line], ""]
@@ -134,7 +135,9 @@ def latex_document(lines: Sequence[str], *, suite: str, head: Sequence[str] = ()
             flush()
             section, subsection, pending = line[3:].strip(), "", []
         elif line.strip():
-            (current["notes"] if current is not None else pending).append(line.strip())  # type: ignore[union-attr]
+            # a note ending in a colon introduces the table after it ("How far each row trained:")
+            intro = line.strip().endswith(":")
+            (current["notes"] if current is not None and not intro else pending).append(line.strip())  # type: ignore[union-attr]
     flush()
     if count == 0:
         out.append("% No table: no run of this suite has stored metrics yet (`bench run` the suite first).")

@@ -108,18 +108,21 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
 
 
 def render_latex(rs: ResultSet) -> str:
-    """The report's tables (Table 2/3 layouts, Table 4, Table 5, low-data, efficiency) as booktabs
-    LaTeX: the same rows as the markdown, rendered by ``latex_table``."""
+    """The report's tables (the claim sections, Table 2/3 layouts, Table 4, Table 5, low-data,
+    efficiency) as booktabs LaTeX: the same rows as the markdown, rendered by ``latex_table``;
+    a claim's verdict and rules are the notes under its tables."""
     stats = tables.RefStats()
     scores = rs.scores
-    body = tables.main_tables(scores, rs.runs, stats=stats, table=latex_table)
+    claims = claims_report(scores, rs.runs, rs.missing, table=latex_table)
+    body = list(claims.lines)
+    body += tables.main_tables(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.table5(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.low_data_tables(scores, table=latex_table)
     body += tables.efficiency_table(rs.runs, table=latex_table)
     # the markdown's line on paper values speaks of its cells (Δ beside ours); the LaTeX marks
     # them by column, so only the line saying why none is shown is kept
-    head = [_counts(rs), _reference_line(stats) if not stats.matched else "",
+    head = [_counts(rs), _reference_line(stats, with_claims=bool(claims.lines)) if not stats.matched else "",
             *[f"Not comparable: {n}" for n in rs.notes]]
     return latex_document(body, suite=rs.suite, head=head)
 
