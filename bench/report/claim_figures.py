@@ -14,6 +14,7 @@ Verdicts use the paired bootstrap over test sources (bench.report.claims.compare
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -131,7 +132,11 @@ def verdict_fig4(best: int, lengths: list[int], c_short: Comparison | None, c_lo
 # ----------------------------------------------------------------------------- Figure 5
 
 
-def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter = md_table) -> ClaimReport:
+def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame | None = None, *,
+               table: TableWriter = md_table) -> ClaimReport:
+    """Figure 5 per (dataset, split, size): real-word initializations against random at the word's
+    length; ``missing``: the suite's runs not done yet (a comparison with runs still to come is at
+    most inconclusive)."""
     part = scores[(scores["method"] == "prefix") & scores["init"].notna() & scores["train_size"].notna()
                   & scores["scenario"].isna()]
     lines: list[str] = []
@@ -166,10 +171,11 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter =
                          mean_std_ci(s["value"] * scale), "" if c is None else fmt_delta(c)])
         lines += table(["initialization", "stored parameters", "subsets", ref.display_name(metric),
                            "Δ (this − random), paired 95% CI, p"], rows)
-        lines += ["", f"**Verdict (\"{PAPER_WORD}\" vs random): {verdict_fig5(primary)}**", "",
+        pending = _pending(missing, dataset, size, set(sel[sel["init"].isin(["random", PAPER_WORD])]["row_label"]))
+        lines += ["", f"**Verdict (\"{PAPER_WORD}\" vs random): {verdict_fig5(primary, pending)}**", "",
                   ("Rule: reproduced when the paired 95% interval of real-word − random (pooled over the subsets both "
-                   "ran) lies above 0, not reproduced when below, inconclusive when it holds 0. Other words: "
-                   "shown, on the subsets they ran."), ""]
+                   "ran) lies above 0, not reproduced when below, inconclusive when it holds 0 or while runs of "
+                   "either row are still to come. Other words: shown, on the subsets they ran."), ""]
         if sel["row_label"].map(lambda s: _without_key(str(s), "init")).nunique() == 1:
             continue  # one swept row: bench.report.figures already draws this panel
         series = pd.DataFrame([{"label": "prefix", "init": i, "values": list(sel[sel["init"] == i]["value"] * scale)}
@@ -182,10 +188,21 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter =
     return ClaimReport(lines, figures)
 
 
-def verdict_fig5(c: Comparison | None) -> str:
+def _pending(missing: pd.DataFrame | None, dataset: str, size: object, labels: set[str]) -> list[str]:
+    """The suite's runs of ``labels`` at this dataset and training size that have not finished."""
+    if missing is None or missing.empty:
+        return []
+    m = missing[(missing["dataset"] == dataset) & missing["method_label"].isin(labels)
+                & (pd.to_numeric(missing["train_size"], errors="coerce") == float(size))]  # type: ignore[arg-type]
+    return [f"{label} on subset {int(subset)}" for label, subset in zip(m["method_label"], m["subset"], strict=True)]
+
+
+def verdict_fig5(c: Comparison | None, pending: Sequence[str] = ()) -> str:
     if c is None:
         return "inconclusive at this scale — no matched pair of random and real-word runs"
     what = f"Δ {ref.display_name(c.metric)} {c.delta:+.2f} [{c.ci[0]:+.2f}, {c.ci[1]:+.2f}] over {c.n_pairs} subset(s)"
+    if pending:
+        return f"inconclusive at this scale — runs still to come ({', '.join(pending)}); so far: {what}"
     if c.ci[0] > 0:
         return f"reproduced — real words ahead of random: {what}"
     if c.ci[1] < 0:

@@ -543,7 +543,7 @@ def claims_report(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFram
     parts = [ClaimReport(claim1(scores, runs, missing, table=table), []), claim2(scores, runs, missing, table=table),
              claim3(scores, runs, table=table), ClaimReport(claim3_seen_unseen(scores, runs, table=table), []),
              claim4(scores, runs, table=table), claim_fig4(scores, runs, table=table),
-             claim_fig5(scores, runs, table=table)]
+             claim_fig5(scores, runs, missing, table=table)]
     parts.append(ClaimReport(claim6(runs, table=table), []))
     if any(p.lines for p in parts):  # claim 5's "not testable" only beside claims that are tested
         parts.append(ClaimReport(claim5_not_testable(scores), []))
