@@ -194,7 +194,7 @@ def _pending(missing: pd.DataFrame | None, dataset: str, size: object, labels: s
         return []
     m = missing[(missing["dataset"] == dataset) & missing["method_label"].isin(labels)
                 & (pd.to_numeric(missing["train_size"], errors="coerce") == float(size))]  # type: ignore[arg-type]
-    return [f"{label} on subset {int(subset)}" for label, subset in zip(m["method_label"], m["subset"], strict=True)]
+    return [f"{label} on subset {subset}" for label, subset in sorted(zip(m["method_label"], m["subset"].astype(int), strict=True))]
 
 
 def verdict_fig5(c: Comparison | None, pending: Sequence[str] = ()) -> str:
