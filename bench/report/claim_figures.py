@@ -175,7 +175,9 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame |
         lines += ["", f"**Verdict (\"{PAPER_WORD}\" vs random): {verdict_fig5(primary, pending)}**", "",
                   ("Rule: reproduced when the paired 95% interval of real-word − random (pooled over the subsets both "
                    "ran) lies above 0, not reproduced when below, inconclusive when it holds 0 or while runs of "
-                   "either row are still to come. Other words: shown, on the subsets they ran."), ""]
+                   "either row are still to come. Other words: shown, on the subsets they ran, at their own "
+                   "token count (a word's prefix length), so their Δ against random also holds a length "
+                   "difference: compare the stored parameters."), ""]
         if sel["row_label"].map(lambda s: _without_key(str(s), "init")).nunique() == 1:
             continue  # one swept row: bench.report.figures already draws this panel
         series = pd.DataFrame([{"label": "prefix", "init": i, "values": list(sel[sel["init"] == i]["value"] * scale)}
