@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from bench.report.tables import ScoreCell
+from bench.report.tables import RecordedTable, ScoreCell
 
 # Characters LaTeX treats specially, then the non-ASCII symbols the markdown uses.
 _ESCAPES = {
@@ -86,6 +86,12 @@ def latex_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_f
         *body, r"\bottomrule", r"\end{tabular}"]))
     block.has_paper = bool(with_paper)
     return [block]
+
+
+def latex_lines(lines: Sequence[str]) -> list[str]:
+    """Lines of a report section with each :class:`RecordedTable` written as LaTeX instead."""
+    return [latex_table(line.headers, line.rows, line.numeric_from)[0] if isinstance(line, RecordedTable) else line
+            for line in lines]
 
 
 def _label(suite: str, n: int) -> str:

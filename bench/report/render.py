@@ -14,7 +14,7 @@ from bench.report.claims import ClaimReport, claims_report
 from bench.report.curves import curve_figures
 from bench.report.data import ResultSet, collect_all, collect_suite
 from bench.report.figures import ReportFigure, build_figures
-from bench.report.latex import latex_document, latex_table
+from bench.report.latex import latex_document, latex_lines, latex_table
 from bench.report.paired import paired_section
 from bench.report.reference import reference_settings
 
@@ -107,14 +107,16 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     return text
 
 
-def render_latex(rs: ResultSet) -> str:
+def render_latex(rs: ResultSet, claims: ClaimReport | None = None) -> str:
     """The report's tables (the claim sections, Table 2/3 layouts, Table 4, Table 5, low-data,
     efficiency) as booktabs LaTeX: the same rows as the markdown, rendered by ``latex_table``;
-    a claim's verdict and rules are the notes under its tables."""
+    a claim's verdict and rules are the notes under its tables. ``claims``: the sections the
+    markdown shows, made with ``recorded_table`` (computed here where not given)."""
     stats = tables.RefStats()
     scores = rs.scores
-    claims = claims_report(scores, rs.runs, rs.missing, table=latex_table)
-    body = list(claims.lines)
+    if claims is None:
+        claims = claims_report(scores, rs.runs, rs.missing, table=tables.recorded_table)
+    body = latex_lines(claims.lines)
     body += tables.main_tables(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.table5(scores, rs.runs, stats=stats, table=latex_table)
@@ -142,7 +144,8 @@ def write_report(rs: ResultSet, *, out: Path, formats: tuple[str, ...] = ("md",)
     ``formats``); returns the paths."""
     out.mkdir(parents=True, exist_ok=True)
     stem = _safe(rs.suite)
-    claims = claims_report(rs.scores, rs.runs, rs.missing)
+    # recorded tables: the markdown text, kept so that the LaTeX export reuses the claims' statistics
+    claims = claims_report(rs.scores, rs.runs, rs.missing, table=tables.recorded_table)
     figures = claims.figures + build_figures(rs) + curve_figures(rs)  # curves: only where losses are recorded
     files = [f"{stem}_{_safe(f.stem)}.png" for f in figures]
     paths = []
@@ -157,7 +160,7 @@ def write_report(rs: ResultSet, *, out: Path, formats: tuple[str, ...] = ("md",)
     tex = None
     if "latex" in formats:
         tex = out / f"{stem}.tex"
-        _write_text(tex, render_latex(rs))
+        _write_text(tex, render_latex(rs, claims))
     return ReportOutput(rs.suite, md, tuple(paths), tex)
 
 

@@ -85,6 +85,24 @@ def md_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from
     return out
 
 
+class RecordedTable(str):
+    """A table's markdown text that keeps its headers and rows, so that sections computed once
+    (the claims: bootstrap intervals over every test source) can be written again by another
+    ``TableWriter`` (the LaTeX export) without being computed a second time."""
+
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    numeric_from: int
+
+
+def recorded_table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric_from: int = 1) -> list[str]:
+    """``md_table`` as one :class:`RecordedTable` line (joined with newlines, the same markdown)."""
+    kept = tuple(tuple(r) for r in rows)
+    table = RecordedTable("\n".join(md_table(headers, kept, numeric_from)))
+    table.headers, table.rows, table.numeric_from = tuple(headers), kept, numeric_from
+    return [table]
+
+
 def fmt_num(value: float, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
