@@ -29,6 +29,7 @@ from bench.report.claims import (
     compare,
     fmt_delta,
     mean_std_ci,
+    missing_of,
 )
 from bench.report.figures import (
     PAPER_FIG4,
@@ -192,10 +193,8 @@ def claim_fig5(scores: pd.DataFrame, runs: pd.DataFrame, missing: pd.DataFrame |
 
 def _pending(missing: pd.DataFrame | None, dataset: str, size: object, labels: set[str]) -> list[str]:
     """The suite's runs of ``labels`` at this dataset and training size that have not finished."""
-    if missing is None or missing.empty:
-        return []
-    m = missing[(missing["dataset"] == dataset) & missing["method_label"].isin(labels)
-                & (pd.to_numeric(missing["train_size"], errors="coerce") == float(size))]  # type: ignore[arg-type]
+    m = missing_of(missing, dataset, labels)
+    m = m[pd.to_numeric(m["train_size"], errors="coerce") == float(size)]  # type: ignore[arg-type]
     return [f"{label} on subset {subset}" for label, subset in sorted(zip(m["method_label"], m["subset"].astype(int), strict=True))]
 
 

@@ -247,12 +247,16 @@ def _curve_labels(block: pd.DataFrame, method: str, missing: pd.DataFrame, datas
     return sorted(label for label, v in sizes.items() if len(v) == most)
 
 
+def missing_of(missing: pd.DataFrame | None, dataset: str, labels: set[str]) -> pd.DataFrame:
+    """The suite's runs of these labels on ``dataset`` that are not done (empty without any)."""
+    if missing is None or missing.empty:
+        return pd.DataFrame(columns=["dataset", "method_label", "train_size", "subset"])
+    return missing[(missing["dataset"] == dataset) & missing["method_label"].isin(labels)]
+
+
 def _incomplete(missing: pd.DataFrame, dataset: str, labels: set[str]) -> set[int]:
     """Training sizes where the suite expects runs of these labels that are not done."""
-    if missing.empty:
-        return set()
-    sel = missing[(missing["dataset"] == dataset) & missing["method_label"].isin(labels) & missing["train_size"].notna()]
-    return {int(s) for s in sel["train_size"]}
+    return {int(s) for s in missing_of(missing, dataset, labels)["train_size"].dropna()}
 
 
 def _verdict2(deltas: list[tuple[int, Comparison | None]], incomplete_sizes: set[int], metric: str) -> str:
