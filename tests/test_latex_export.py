@@ -17,7 +17,7 @@ from test_report import ablation_tree, e2e_scores, table2_tree, write_run
 from bench.cli import main
 from bench.report.claims import claims_report
 from bench.report.data import TIDY_COLUMNS, collect_all
-from bench.report.latex import PAPER_NOTE, escape, latex_table
+from bench.report.latex import PAPER_NOTE, escape, inline, latex_table
 from bench.report.render import render_latex, render_markdown
 from bench.report.tables import ScoreCell
 
@@ -87,6 +87,22 @@ def test_latex_claim_sections(tmp_path: Path) -> None:
     assert not re.search(r"[^\x00-\x7f]", tex), "every non-ASCII symbol is escaped for LaTeX"
 
 
+def test_latex_sections_without_a_table_are_paragraphs(tmp_path: Path) -> None:
+    """The verdicts' rules and claim 5's reason (no table to sit under) are not dropped: each is a
+    paragraph headed by its section, outside every float."""
+    table2_tree(tmp_path)
+    [rs] = collect_all(results=tmp_path)
+    tex = render_latex(rs)
+    outside = re.sub(r"\\begin\{table\}.*?\\end\{table\}", "", tex, flags=re.DOTALL)
+    paragraphs = dict(re.findall(r"\\paragraph\{(.*?)\}\n(.*?)\n\n", outside, flags=re.DOTALL))
+    assert set(paragraphs) == {"The paper's claims, tested",
+                               "The paper's claims, tested --- Claim 5 --- summarization: not testable here"}
+    assert paragraphs["The paper's claims, tested"].startswith("Verdicts follow fixed rules")
+    claim5 = paragraphs["The paper's claims, tested --- Claim 5 --- summarization: not testable here"]
+    assert claim5.startswith("Paper: On summarization (XSUM, BART-large)") and "No verdict: " in claim5
+    assert all(line.endswith("\\par") for p in paragraphs.values() for line in p.splitlines())
+
+
 def test_latex_low_data_and_table5_layouts(tmp_path: Path) -> None:
     ablation_tree(tmp_path)
     [rs] = collect_all(results=tmp_path)
@@ -115,7 +131,17 @@ def test_cli_report_format_latex_writes_tex_beside_markdown(tmp_path: Path,
     out = tmp_path / "reports"
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(out), "--format", "md,latex"]) == 0
     assert (out / "golden.md").is_file() and (out / "golden.tex").is_file()
-    assert "\\toprule" in (out / "golden.tex").read_text(encoding="utf-8")
+    tex = (out / "golden.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in tex
+    # the report's figures are figure floats: the PNG written beside it, with the markdown's caption
+    md = (out / "golden.md").read_text(encoding="utf-8")
+    pngs = re.findall(r"^!\[Figure \d+\]\((.+)\)$", md, flags=re.MULTILINE)
+    floats = re.findall(r"\\begin\{figure\}\[htbp\]\n\\centering\n\\includegraphics\[width=\\linewidth\]"
+                        r"\{(.+?)\}\n\\caption\{(.+?)\}\n\\label\{fig:golden-(\d+)\}\n\\end\{figure\}", tex)
+    assert pngs and [f for f, _, _ in floats] == pngs and all((out / f).is_file() for f in pngs)
+    assert [int(n) for _, _, n in floats] == list(range(1, len(pngs) + 1))
+    first = re.search(r"^\*Figure 1\. (.*)\*$", md, flags=re.MULTILINE).group(1)
+    assert floats[0][1] == inline(first)
     capsys.readouterr()
     assert main(["report", "--results", str(tmp_path / "results"), "--out", str(tmp_path / "r2"),
                  "--format", "latx"]) == 2

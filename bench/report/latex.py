@@ -4,11 +4,13 @@
 The tables are not laid out a second time: ``bench.report.tables`` renders the same rows with
 :func:`latex_table` as its table writer, and :func:`latex_document` turns the markdown around
 them (headings, notes) into one ``table`` float per table, captioned by its headings, with its
-notes below it. The paper's values, which the markdown writes into our cells ("· paper 69.7,
+notes below it; notes with no table in their section (the verdicts' rules, claim 5's reason)
+are a paragraph, and the report's figures are ``figure`` floats with the markdown's captions.
+The paper's values, which the markdown writes into our cells ("· paper 69.7,
 Δ ..."), get a column of their own headed *paper* and set in italics, so that no number of
 the paper can pass for ours. Cells keep what the markdown shows (mean ± std over subsets x
-seeds, with n). The file is a fragment to ``\\input`` into a paper; it needs ``booktabs`` and
-``adjustbox`` (wide tables shrink to the line width, narrow ones stay as they are).
+seeds, with n). The file is a fragment to ``\\input`` into a paper; it needs ``booktabs``,
+``adjustbox`` (wide tables shrink to the line width, narrow ones stay as they are) and ``graphicx``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ _ESCAPES = {
 _SPECIAL = re.compile("|".join(re.escape(c) for c in _ESCAPES))
 # markdown inline marks the report's notes use: `code`, **bold**, *italic*, "quoted"
 _INLINE = re.compile(r'`([^`]+)`|\*\*([^*]+)\*\*|\*([^*]+)\*|"([^"]+)"')
+# the markdown's figure lines: "![Figure 3](suite_x.png)", then "*Figure 3. caption*"
+_IMAGE = re.compile(r"^!\[[^\]]*\]\(([^)]+)\)$")
+_FIGURE_CAPTION = re.compile(r"^\*Figure \d+\. (.*)\*$")
 
 PAPER_HEADER = r"\textit{paper}"
 PAPER_NOTE = (r"Columns headed \textit{paper} (in italics) hold the values published by Li \& Liang (2021), "
@@ -94,22 +99,36 @@ def latex_lines(lines: Sequence[str]) -> list[str]:
             for line in lines]
 
 
-def _label(suite: str, n: int) -> str:
-    return f"tab:{re.sub(r'[^A-Za-z0-9]+', '-', suite).strip('-') or 'report'}-{n}"
+def _label(suite: str, n: int, kind: str = "tab") -> str:
+    return f"{kind}:{re.sub(r'[^A-Za-z0-9]+', '-', suite).strip('-') or 'report'}-{n}"
 
 
 def latex_document(lines: Sequence[str], *, suite: str, head: Sequence[str] = ()) -> str:
     """The ``.tex`` fragment: a ``table`` float per :class:`LatexBlock` in ``lines``, captioned
     by the section (##) and subsection (###) headings above it; the notes of the section go
     below the table they belong to (before it: a scale note or an intro ending in a colon; after it:
-    totals, footnotes, verdicts)."""
+    totals, footnotes, verdicts). Notes of a (sub)section without a table (the verdicts' rules,
+    claim 5's reason) are a ``\\paragraph``; a markdown image with its caption line is a
+    ``figure`` float (the PNG by file name: the report's folder must be on ``\\graphicspath``)."""
     out = [f"% Tables of the prefix-bench suite {suite!r}, written by `bench report --format latex`.",
-           r"% \input this file; it needs \usepackage{booktabs} and \usepackage{adjustbox}.",
+           r"% \input this file; it needs \usepackage{booktabs}, \usepackage{adjustbox} and \usepackage{graphicx}",
+           r"% (figures by file name: \graphicspath{{reports/}} where the .tex is \input from the project root).",
            *[f"% {line}" for line in head if line], ""]
     section = subsection = ""
     pending: list[str] = []  # notes seen before the next table
     current: dict[str, object] | None = None
-    count = 0
+    image: str | None = None  # a figure's file, until its caption line
+    count = figures = 0
+
+    def heading() -> str:
+        return f"{section} — {subsection}" if subsection else section
+
+    def orphans() -> None:
+        """Notes that no table followed in their (sub)section: a paragraph of their own."""
+        nonlocal pending
+        if pending:
+            out.extend([rf"\paragraph{{{inline(heading() or suite)}}}", *[inline(n) + r"\par" for n in pending], ""])
+        pending = []
 
     def flush() -> None:
         nonlocal current
@@ -131,20 +150,31 @@ def latex_document(lines: Sequence[str], *, suite: str, head: Sequence[str] = ()
         if isinstance(line, LatexBlock):
             flush()
             count += 1
-            caption = f"{section} — {subsection}" if subsection else section
-            current = {"block": line, "caption": caption or suite, "label": _label(suite, count), "notes": pending}
+            current = {"block": line, "caption": heading() or suite, "label": _label(suite, count), "notes": pending}
             pending = []
         elif line.startswith("### "):
             flush()
-            subsection, pending = line[4:].strip(), []
+            orphans()
+            subsection = line[4:].strip()
         elif line.startswith("## "):
             flush()
-            section, subsection, pending = line[3:].strip(), "", []
+            orphans()
+            section, subsection = line[3:].strip(), ""
+        elif (m := _IMAGE.match(line.strip())) is not None:
+            flush()
+            image = m.group(1)
+        elif image is not None and (m := _FIGURE_CAPTION.match(line.strip())) is not None:
+            figures += 1
+            out.extend([r"\begin{figure}[htbp]", r"\centering", rf"\includegraphics[width=\linewidth]{{{image}}}",
+                        rf"\caption{{{inline(m.group(1))}}}", rf"\label{{{_label(suite, figures, 'fig')}}}",
+                        r"\end{figure}", ""])
+            image = None
         elif line.strip():
             # a note ending in a colon introduces the table after it ("How far each row trained:")
             intro = line.strip().endswith(":")
             (current["notes"] if current is not None and not intro else pending).append(line.strip())  # type: ignore[union-attr]
     flush()
+    orphans()
     if count == 0:
         out.append("% No table: no run of this suite has stored metrics yet (`bench run` the suite first).")
     return "\n".join(out).rstrip() + "\n"

@@ -1,10 +1,11 @@
 """Assemble a suite's report: markdown tables into ``reports/<suite>.md``, figures beside it as
 ``reports/<suite>_<stem>.png``, and with ``--format latex`` the tables as booktabs LaTeX in
-``reports/<suite>.tex``. Reads cached results only; never trains, decodes or scores."""
+``reports/<suite>.tex`` (with the figures as ``figure`` floats). Reads cached results only; never trains, decodes or scores."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,17 @@ def _reference_line(stats: tables.RefStats, *, with_claims: bool = False) -> str
     return f"No paper value is shown: {why}."
 
 
+def figure_lines(figures: Sequence[ReportFigure], files: Sequence[str]) -> list[str]:
+    """The "Figures" section: each PNG (by file name, relative to the report) and its caption;
+    the LaTeX export turns the same lines into ``figure`` floats."""
+    if not figures:
+        return []
+    body = ["## Figures", ""]
+    for i, (fig, name) in enumerate(zip(figures, files), 1):
+        body += [f"![Figure {i}]({name})", "", f"*Figure {i}. {fig.caption}*", ""]
+    return body
+
+
 def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files: list[str],
                     claims: ClaimReport | None = None) -> str:
     """The report text; figures are referenced by file name (relative to the markdown file)."""
@@ -86,10 +98,7 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats)
     body += tables.table5(scores, rs.runs, stats=stats)
     body += tables.low_data_tables(scores)
-    if figures:
-        body += ["## Figures", ""]
-        for i, (fig, name) in enumerate(zip(figures, figure_files), 1):
-            body += [f"![Figure {i}]({name})", "", f"*Figure {i}. {fig.caption}*", ""]
+    body += figure_lines(figures, figure_files)
     body += tables.efficiency_table(rs.runs)
     body += tables.failed_and_missing(rs.failed, rs.missing, rs.unlisted)
     body += tables.signatures(scores)
@@ -107,11 +116,14 @@ def render_markdown(rs: ResultSet, figures: list[ReportFigure], *, figure_files:
     return text
 
 
-def render_latex(rs: ResultSet, claims: ClaimReport | None = None) -> str:
+def render_latex(rs: ResultSet, claims: ClaimReport | None = None, *, figures: Sequence[ReportFigure] = (),
+                 figure_files: Sequence[str] = ()) -> str:
     """The report's tables (the claim sections, Table 2/3 layouts, Table 4, Table 5, low-data,
     efficiency) as booktabs LaTeX: the same rows as the markdown, rendered by ``latex_table``;
-    a claim's verdict and rules are the notes under its tables. ``claims``: the sections the
-    markdown shows, made with ``recorded_table`` (computed here where not given)."""
+    a claim's verdict and rules are the notes under its tables, a section without a table (claim
+    5) is a paragraph, and ``figures`` (written as ``figure_files``) are ``figure`` floats.
+    ``claims``: the sections the markdown shows, made with ``recorded_table`` (computed here
+    where not given)."""
     stats = tables.RefStats()
     scores = rs.scores
     if claims is None:
@@ -121,6 +133,7 @@ def render_latex(rs: ResultSet, claims: ClaimReport | None = None) -> str:
     body += tables.extrapolation_tables(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.table5(scores, rs.runs, stats=stats, table=latex_table)
     body += tables.low_data_tables(scores, table=latex_table)
+    body += figure_lines(figures, figure_files)
     body += tables.efficiency_table(rs.runs, table=latex_table)
     # the markdown's line on paper values speaks of its cells (Δ beside ours); the LaTeX marks
     # them by column, so only the line saying why none is shown is kept
@@ -160,7 +173,7 @@ def write_report(rs: ResultSet, *, out: Path, formats: tuple[str, ...] = ("md",)
     tex = None
     if "latex" in formats:
         tex = out / f"{stem}.tex"
-        _write_text(tex, render_latex(rs, claims))
+        _write_text(tex, render_latex(rs, claims, figures=figures, figure_files=files))
     return ReportOutput(rs.suite, md, tuple(paths), tex)
 
 
