@@ -146,6 +146,12 @@ def test_figure4_verdict_and_panel(tmp_path: Path) -> None:
         _prefix_run(tmp_path / "mono", f"prefix_{n}", "good" if n == 40 else "bad", size=500, length=n, stored=n)
     rs = collect_all(results=tmp_path / "mono")[0]
     assert "**Verdict: not reproduced — best length 40" in "\n".join(claims_report(rs.scores, rs.runs, rs.missing).lines)
+    # the same shape with a length of the paper's grid not run yet: no verdict either way (the rule's text)
+    for n in (1, 5, 10, 20):
+        _prefix_run(tmp_path / "part", f"prefix_{n}", "good" if n == 1 else "bad", size=500, length=n, stored=n)
+    rs = collect_all(results=tmp_path / "part")[0]
+    assert ("**Verdict: inconclusive at this scale — best length 1 of 1, 5, 10, 20, the differences do not settle "
+            "the shape; length 40 not run yet**") in "\n".join(claims_report(rs.scores, rs.runs, rs.missing).lines)
 
 
 def test_figure5_words_against_random_at_equal_length(tmp_path: Path) -> None:

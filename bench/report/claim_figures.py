@@ -124,9 +124,9 @@ def verdict_fig4(best: int, lengths: list[int], c_short: Comparison | None, c_lo
         if len(dips) == 2 and all(c.ci[0] > 0 for c in dips) and not missing:
             return (f"reproduced — {what}; it beats length {min(lengths)} by {c_short.delta:+.2f} "  # type: ignore[union-attr]
                     f"and length {max(lengths)} by {c_long.delta:+.2f}")  # type: ignore[union-attr]
-    elif best in (min(lengths), max(lengths)) and c_ten is not None and c_ten.ci[0] > 0:
+    elif best in (min(lengths), max(lengths)) and c_ten is not None and c_ten.ci[0] > 0 and not missing:
         return f"not reproduced — {what}, ahead of length 10 by {c_ten.delta:+.2f} [{c_ten.ci[0]:+.2f}, {c_ten.ci[1]:+.2f}]"
-    tail = f"; lengths {', '.join(map(str, missing))} not run yet" if missing else ""
+    tail = f"; length{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} not run yet" if missing else ""
     return f"inconclusive at this scale — {what}, the differences do not settle the shape{tail}"
 
 
