@@ -382,6 +382,9 @@ def test_suite_report_lists_failed_and_missing(tmp_path: Path) -> None:
     assert "loss is NaN" in text and px0.train_key in text
     assert f"not in the results cache (not run yet) | `{px1.train_key}`" in text
     assert "90.00" not in text and "1 stored run(s) carry this suite's name" in text
+    # provenance: where the numbers came from, so the finished runs only (not the failed one)
+    provenance = text.split("## Provenance", 1)[1].strip().splitlines()
+    assert len(provenance) == 1 and provenance[0].startswith("- 2 run(s): ")
 
 
 def test_suite_report_ignores_stale_score_keys(tmp_path: Path) -> None:

@@ -569,7 +569,11 @@ def signatures(scores: pd.DataFrame) -> list[str]:
 
 
 def provenance(runs: pd.DataFrame) -> list[str]:
-    """Where the numbers came from: code version, package versions, hardware, with run counts."""
+    """Where the numbers came from: code version, package versions, hardware, with run counts
+    (finished runs only: a running or failed run has no numbers in the report, and a resumed
+    one records the code of its latest attempt)."""
+    if not runs.empty and "status" in runs:
+        runs = runs[runs["status"] == "done"]
     if runs.empty:
         return []
     combos: dict[str, int] = {}
