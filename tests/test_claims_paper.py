@@ -141,6 +141,7 @@ def test_figure4_verdict_and_panel(tmp_path: Path) -> None:
     assert "### Figure 4 — prefix length (E2E test, 500 training examples, subset 0, seed 0)" in text
     assert "**Verdict: reproduced — best length 10 of 1, 5, 10, 20, 40" in text
     assert [f.stem for f in report.figures] == ["claim_fig4_e2e_test"]
+    assert "One training run per length: the intervals cover the sampling of the test sources" in text
     # monotone: the longest prefix wins
     for n in (1, 5, 10, 20, 40):
         _prefix_run(tmp_path / "mono", f"prefix_{n}", "good" if n == 40 else "bad", size=500, length=n, stored=n)

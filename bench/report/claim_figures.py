@@ -106,6 +106,10 @@ def claim_fig4(scores: pd.DataFrame, runs: pd.DataFrame, *, table: TableWriter =
                    "both the shortest and the longest length score significantly below it (paired 95% interval "
                    "above 0); not reproduced when the best is the shortest or longest length and significantly "
                    "ahead of length 10; inconclusive otherwise or while any of the paper's lengths is missing."), ""]
+        if sel.groupby("_len")["train_key"].nunique().max() == 1:
+            # the bootstrap resamples test sources of fixed predictions: training noise is not in it
+            lines += [("One training run per length: the intervals cover the sampling of the test sources, not the "
+                       "spread between training runs (other subsets or seeds), which this grid does not measure."), ""]
         series = pd.DataFrame([{"label": "prefix", "length": n, "values": list(sel[sel["_len"] == n]["value"] * scale)}
                                for n in lengths])
         fig = length_figure(series, metric_label=ref.display_name(metric),
