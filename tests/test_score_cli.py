@@ -90,6 +90,29 @@ def test_bad_inputs(data_dir: Path, tmp_path: Path, capsys) -> None:
         read_hypotheses(latin)
 
 
+# A committed real-data run (E2E test, `format: paper`, Figure 4's length 40) of the replication suite.
+COMMITTED_E2E_RUN = Path(__file__).resolve().parents[1] / "results/replication_cpu/runs/48d95e3009ff6f7b"
+
+
+def test_dataset_options_score_a_run_as_the_suite_did(data_dir: Path, tmp_path: Path, capsys) -> None:
+    """`-o format=paper` scores against the references a `format: paper` run was scored with, so a
+    committed run's predictions give back its stored metrics; the raw references give others."""
+    import pandas as pd
+
+    predictions = pd.read_parquet(COMMITTED_E2E_RUN / "predictions.parquet")
+    stored = pd.read_parquet(COMMITTED_E2E_RUN / "metrics.parquet").query("split == 'test' and group == 'all'")
+    hyp = tmp_path / "hyp.txt"
+    hyp.write_text("\n".join(predictions["prediction"]) + "\n", encoding="utf-8")
+    argv = ["--dataset", "e2e", "--split", "test", "--hyp", str(hyp), "--data-dir", str(data_dir)]
+    code, scores, _ = _run(capsys, *argv, "--option", "format=paper")
+    assert code == 0 and scores is not None
+    assert scores == pytest.approx(dict(zip(stored["metric"], stored["value"])), abs=1e-9)
+    code, raw, _ = _run(capsys, *argv)
+    assert code == 0 and raw is not None and abs(raw["bleu"] - scores["bleu"]) > 0.01
+    code, _, err = _run(capsys, *argv, "-o", "formt=paper")
+    assert code == 2 and err.strip() == 'bench: error: e2e: unknown option \'formt\' (did you mean "format"?)'
+
+
 def test_read_hypotheses_lines(tmp_path: Path) -> None:
     path = tmp_path / "h.txt"
     path.write_bytes(b"a\r\n\r\nc")  # CRLF, an empty hypothesis, no final newline

@@ -24,6 +24,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", required=True, help="split the file answers (dev, test)")
     p.add_argument("--hyp", required=True, type=Path, help="UTF-8 text, one line per unique source")
     p.add_argument("--data-dir", default=None, help="data directory (default: $BENCH_DATA_DIR)")
+    p.add_argument(
+        "-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="dataset option, as a suite sets it (repeatable); e.g. format=paper scores E2E against the "
+        "references a `format: paper` run was scored with",
+    )  # fmt: skip
     p.add_argument("--ci", action="store_true", help="add 95%% bootstrap intervals (<metric>_ci95)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for --ci")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed for --ci")
@@ -31,6 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from bench.commands.data import parse_options
     from bench.datasets.paths import resolve_data_dir
     from bench.errors import BenchError
     from bench.score_file import score_file
@@ -45,6 +51,7 @@ def handle(args: argparse.Namespace) -> int:
         ci=args.ci,
         n_boot=args.n_boot,
         seed=args.seed,
+        options=parse_options(args.option),
     )
     print(json.dumps(scores, indent=2))
     return 0
