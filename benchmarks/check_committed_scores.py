@@ -34,10 +34,9 @@ from bench.score_file import load_items
 from bench.scoring import score_predictions
 
 
-def rescore(run: Path, data_dir: Path | None, items_cache: dict[str, Any]) -> tuple[float, int, str]:
-    """(largest |stored - fresh|, values compared, note) for one run folder."""
-    spec = json.loads((run / "spec.json").read_text())["spec"]
-    data = spec["data"]
+def rescore(run: Path, data: dict[str, Any], data_dir: Path | None, items_cache: dict[str, Any]
+            ) -> tuple[float, int, str]:
+    """(largest |stored - fresh|, values compared, note) for one run folder; ``data``: its spec's data."""
     predictions = pd.read_parquet(run / "predictions.parquet")
     stored = pd.read_parquet(run / "metrics.parquet")
     groups = DATASETS.get(data["name"])().score_groups
@@ -94,7 +93,7 @@ def main() -> int:
         spec = json.loads((run / "spec.json").read_text())["spec"]
         t0 = time.perf_counter()
         try:
-            worst, n, note = rescore(run, data_dir, cache)
+            worst, n, note = rescore(run, spec["data"], data_dir, cache)
         except Exception as e:  # noqa: BLE001 -- report the run and go on: one bad run must not hide the others
             worst, n, note = math.inf, 0, f"{type(e).__name__}: {e}"
         bad = not worst <= args.tol or n == 0

@@ -12,6 +12,7 @@ the very same rows as booktabs LaTeX, so the two formats cannot drift apart.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -576,9 +577,7 @@ def provenance(runs: pd.DataFrame) -> list[str]:
         runs = runs[runs["status"] == "done"]
     if runs.empty:
         return []
-    combos: dict[str, int] = {}
-    for p in runs["provenance"]:
-        combos[describe_provenance(p or {})] = combos.get(describe_provenance(p or {}), 0) + 1
+    combos = Counter(describe_provenance(p or {}) for p in runs["provenance"])  # insertion order: first seen first
     out = ["## Provenance", ""]
     for text, n in combos.items():
         out.append(f"- {n} run(s): {text}")
